@@ -1,0 +1,165 @@
+"""Kernel: lane changes (strategic, cooperative and for speed gain).
+
+A vehicle whose lane has no connection to its next edge changes towards a lane that has one;
+near the end of its lane it accepts smaller gaps and, if still blocked, asks the follower in the
+target lane to make room (that follower treats it as a leader in :func:`follow`). A vehicle that
+could drive faster in a neighbouring lane that also leads on along its route changes when the
+IDM advantage exceeds a threshold (a one-sided MOBIL without politeness). Every change must be
+safe for the new follower and for the vehicle itself, and at most one vehicle enters a lane per
+tick, so changes never create overlaps.
+"""
+
+from __future__ import annotations
+
+from citytwin.agents.kernels._config import njit
+from citytwin.agents.kernels.traffic import find_conn, idm, idm_free
+
+COOLDOWN = 3.0        # s between two changes of one vehicle
+GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it
+NO_TACTICAL = 40.0    # m before a lane end in which only strategic changes happen
+URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
+
+
+@njit
+def _slot_after(lane_i, p, order, ls, pos):
+    """Index in ``order`` of the first vehicle on ``lane_i`` at or ahead of position ``p``."""
+    lo, hi = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pos[order[mid]] < p:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@njit
+def _accel_on(i, lane_i, order, veh, types, roads, ls):
+    """IDM acceleration of vehicle ``i`` if it were on ``lane_i`` (own lane: leader only)."""
+    ty = veh.vtype[i]
+    v, p = veh.speed[i], veh.pos[i]
+    vmax = min(types.max_speed[ty], roads.lane_speed[lane_i] * types.speed_factor[ty])
+    acc = idm_free(v, vmax, types.accel[ty], types.delta[ty])
+    q = _slot_after(lane_i, p + 1e-9, order, ls, veh.pos)
+    if q < ls.lane_start[lane_i + 1]:
+        j = order[q]
+        if j == i:
+            q += 1
+            if q >= ls.lane_start[lane_i + 1]:
+                return acc
+            j = order[q]
+        gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+        acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], types.accel[ty], types.decel[ty],
+                           types.min_gap[ty], types.tau[ty], types.delta[ty]))
+    return acc
+
+
+@njit
+def _safe(i, tl, relaxed, order, veh, types, roads, ls):
+    """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot)."""
+    ty = veh.vtype[i]
+    v, p, length = veh.speed[i], veh.pos[i], types.length[ty]
+    bsafe = types.emergency_decel[ty] * 0.5 if relaxed else types.decel[ty]
+    s_min = 0.5 if relaxed else types.min_gap[ty]
+    q = _slot_after(tl, p, order, ls, veh.pos)
+    follower = order[q - 1] if q > ls.lane_start[tl] else -1
+    if q < ls.lane_start[tl + 1]:
+        j = order[q]
+        gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+        if gap < s_min:
+            return False, follower
+        vmax = min(types.max_speed[ty], roads.lane_speed[tl] * types.speed_factor[ty])
+        if idm(v, vmax, gap, v - veh.speed[j], types.accel[ty], types.decel[ty],
+               types.min_gap[ty], types.tau[ty], types.delta[ty]) < -bsafe:
+            return False, follower
+    if follower >= 0:
+        f = follower
+        tf = veh.vtype[f]
+        gap = p - length - veh.pos[f]
+        if gap < s_min:
+            return False, follower
+        vmaxf = min(types.max_speed[tf], roads.lane_speed[tl] * types.speed_factor[tf])
+        if idm(veh.speed[f], vmaxf, gap, veh.speed[f] - v, types.accel[tf], types.decel[tf],
+               types.min_gap[tf], types.tau[tf], types.delta[tf]) < -bsafe:
+            return False, follower
+    return True, follower
+
+
+@njit
+def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
+    """Decide and carry out lane changes for this tick. Returns the number of changes."""
+    n_normal = roads.n_normal
+    changes = 0
+    for k in range(n):
+        veh.coop[order[k]] = -1
+    for k in range(n):
+        i = order[k]
+        lane_i = veh.lane[i]
+        if lane_i >= n_normal:
+            continue
+        e = roads.lane_edge[lane_i]
+        nl = roads.edge_num_lanes[e]
+        if nl < 2:
+            continue
+        ty = veh.vtype[i]
+        if veh.pos[i] < types.length[ty] + 1.0:
+            continue  # still entering the lane
+        first = roads.edge_first_lane[e]
+        r, last, rs = veh.ridx[i], veh.route_len[i] - 1, veh.route_start[i]
+        nxt = route_edges[rs + r + 1] if r < last else -1
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        to_end = roads.lane_length[lane_i] - veh.pos[i]
+        if nxt >= 0 and veh.next_conn[i] < 0:
+            # Strategic: head for the nearest lane that leads on.
+            best, best_d = -1, 1 << 30
+            for tl in range(first, first + nl):
+                if find_conn(tl, nxt, n2, roads.lane_out_ptr, roads.lane_out,
+                             roads.conn_to_edge, roads.conn_to_lane) >= 0:
+                    d = abs(tl - lane_i)
+                    if d < best_d:
+                        best, best_d = tl, d
+            if best < 0:
+                continue  # the edge cannot lead on: the vehicle will be teleported
+            tl = lane_i + (1 if best > lane_i else -1)
+            if ls.lc_stamp[tl] == tick:
+                continue
+            ok, follower = _safe(i, tl, to_end < URGENT, order, veh, types, roads, ls)
+            if ok:
+                _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
+                changes += 1
+            elif follower >= 0 and to_end < URGENT and veh.coop[follower] < 0:
+                veh.coop[follower] = i
+            continue
+        if t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
+            continue
+        here = _accel_on(i, lane_i, order, veh, types, roads, ls)
+        if here > 0.0 and veh.speed[i] > 0.9 * roads.lane_speed[lane_i]:
+            continue
+        for step in (1, -1):  # overtake on the left first
+            tl = lane_i + step
+            if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
+                continue
+            if nxt >= 0 and find_conn(tl, nxt, n2, roads.lane_out_ptr, roads.lane_out,
+                                      roads.conn_to_edge, roads.conn_to_lane) < 0:
+                continue
+            there = _accel_on(i, tl, order, veh, types, roads, ls)
+            if there > here + GAIN:
+                ok, _ = _safe(i, tl, False, order, veh, types, roads, ls)
+                if ok:
+                    _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
+                    changes += 1
+                    break
+    return changes
+
+
+@njit
+def _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls):
+    veh.lane[i] = tl
+    veh.lc_time[i] = t
+    ls.lc_stamp[tl] = tick
+    if nxt >= 0:
+        veh.next_conn[i] = find_conn(tl, nxt, n2, roads.lane_out_ptr, roads.lane_out,
+                                     roads.conn_to_edge, roads.conn_to_lane)
+    else:
+        veh.next_conn[i] = -1
+

@@ -1,0 +1,89 @@
+"""Array bundles the traffic kernels take (plain arrays in named tuples, nothing else)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class VehicleArrays(NamedTuple):
+    """Per-slot vehicle state; a slot is free when ``alive`` is 0."""
+
+    alive: np.ndarray       # u1
+    vtype: np.ndarray       # i4 index into TypeArrays
+    lane: np.ndarray        # i4 current lane (normal or internal)
+    pos: np.ndarray         # f8 front position on the lane, m
+    speed: np.ndarray       # f8 m/s
+    speed_next: np.ndarray  # f8 speed chosen for this tick by the follow kernel
+    cap: np.ndarray         # f8 hard cap on the distance driven this tick (safety)
+    route_start: np.ndarray  # i8 start of the route in the route table
+    route_len: np.ndarray   # i4
+    ridx: np.ndarray        # i4 index of the current edge within the route
+    next_conn: np.ndarray   # i4 connection to leave the current normal lane by, -1 if none
+    last_conn: np.ndarray   # i4 connection whose junction the vehicle's back still occupies
+    trip: np.ndarray        # i4 trip index
+    dist: np.ndarray        # f8 distance driven, m
+    waiting: np.ndarray     # f8 total time halting (v < 0.1 m/s), s
+    halt_cont: np.ndarray   # f8 current continuous halting time, s
+    stops: np.ndarray       # i4 number of times the vehicle came to a halt
+    time_loss: np.ndarray   # f8 s
+    lc_time: np.ndarray     # f8 sim time of the last lane change
+    coop: np.ndarray        # i4 vehicle this one makes room for (cooperative lane change)
+
+
+class TypeArrays(NamedTuple):
+    """Per-vehicle-type parameters (IDM and dimensions)."""
+
+    length: np.ndarray
+    min_gap: np.ndarray
+    accel: np.ndarray
+    decel: np.ndarray
+    emergency_decel: np.ndarray
+    max_speed: np.ndarray
+    tau: np.ndarray
+    delta: np.ndarray
+    speed_factor: np.ndarray
+
+
+class TripArrays(NamedTuple):
+    """Per-trip demand and results (one row per vehicle of the demand)."""
+
+    depart: np.ndarray       # f8 desired depart time
+    vtype: np.ndarray        # i4
+    route_start: np.ndarray  # i8 initial route in the route table
+    route_len: np.ndarray    # i4
+    depart_speed: np.ndarray  # f8, -1 for "max"
+    state: np.ndarray        # u1 0 pending, 1 running, 2 arrived, 3 teleported out
+    t_insert: np.ndarray     # f8 actual depart (insertion) time
+    arrival: np.ndarray      # f8
+    route_length: np.ndarray  # f8
+    waiting: np.ndarray      # f8
+    time_loss: np.ndarray    # f8
+    stops: np.ndarray        # i4
+
+
+class LaneState(NamedTuple):
+    """Per-tick views of lanes and connections computed by the prepass."""
+
+    lane_start: np.ndarray   # i4[n_lanes+1] CSR into the sorted order
+    tail_back: np.ndarray    # f8[n_lanes] back position of the last vehicle (lane length if empty)
+    tail_speed: np.ndarray   # f8[n_lanes]
+    occ: np.ndarray          # i4[n_conns] vehicles inside each connection
+    reserved: np.ndarray     # f8[n_lanes] space claimed by vehicles inside junctions
+    approach: np.ndarray     # f8[n_conns] earliest arrival time of a vehicle at each link
+    conn_state: np.ndarray   # u1[n_conns] link state this tick
+    lc_stamp: np.ndarray     # i8[n_lanes] tick of the last lane change into a lane
+    edge_stamp: np.ndarray   # i8[n_edges] tick of the last failed insertion on an edge
+
+
+class Detectors(NamedTuple):
+    """Loop detectors (SUMO E1) on lanes; CSR by lane."""
+
+    lane_ptr: np.ndarray     # i4[n_lanes+1]
+    index: np.ndarray        # i4 detector ids ordered by lane
+    pos: np.ndarray          # f8[n_det] position on its lane
+    count: np.ndarray        # i8[n_det] vehicles whose front passed
+    present: np.ndarray      # u1[n_det] a vehicle is over the loop this tick
+    occupied: np.ndarray     # f8[n_det] seconds occupied (accumulated)
+    last_on: np.ndarray      # f8[n_det] last time a vehicle was over or passed the loop

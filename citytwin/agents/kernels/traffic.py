@@ -1,0 +1,423 @@
+"""Kernels of one traffic tick: order vehicles by lane, look ahead, follow, move.
+
+Per tick the fleet calls, in this order: :func:`sort_by_lane`, :func:`prepass`,
+:func:`follow` (IDM car-following, stop lines, junction right of way; chooses each vehicle's
+speed) and :func:`move` (positions, lane-to-lane transitions, arrivals, teleports, statistics,
+loop detectors). Vehicles are kept ordered by lane and, within a lane, by position
+(ascending), so the leader of ``order[k]`` is ``order[k+1]`` while both share a lane.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from citytwin.agents.kernels._config import njit
+
+RED, YELLOW, MINOR, MAJOR = 0, 1, 2, 3
+HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
+LOOKAHEAD = 250.0         # m; beyond this the road counts as free
+STOP_LINE_GAP = 0.5       # m; vehicles stop this far before a stop line
+CONFLICT_WINDOW = 4.0     # s; a foe inside the junction matters when we arrive within this
+IMPATIENCE = 20.0         # s; after waiting this long a minor vehicle only yields to occupancy
+STATS = 8                 # length of the per-tick stats vector of move()
+S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOVED = range(8)
+
+
+@njit
+def sort_by_lane(order: np.ndarray, n: int, alive: np.ndarray, lane: np.ndarray,
+                 pos: np.ndarray, n_lanes: int, tmp: np.ndarray,
+                 lane_start: np.ndarray) -> int:
+    """Reorder ``order[:n]`` by (lane, position), dropping dead slots; fill ``lane_start``.
+
+    A stable counting sort by lane keeps last tick's order within each lane, so the insertion
+    sort by position that follows has almost nothing to do. Returns the new count.
+    """
+    lane_start[:] = 0
+    for k in range(n):
+        i = order[k]
+        if alive[i]:
+            lane_start[lane[i] + 1] += 1
+    for lane_i in range(n_lanes):
+        lane_start[lane_i + 1] += lane_start[lane_i]
+    fill = lane_start[:-1].copy()
+    for k in range(n):
+        i = order[k]
+        if alive[i]:
+            tmp[fill[lane[i]]] = i
+            fill[lane[i]] += 1
+    m = lane_start[n_lanes]
+    for lane_i in range(n_lanes):
+        s, e = lane_start[lane_i], lane_start[lane_i + 1]
+        for a in range(s + 1, e):
+            x = tmp[a]
+            px = pos[x]
+            b = a - 1
+            while b >= s and pos[tmp[b]] > px:
+                tmp[b + 1] = tmp[b]
+                b -= 1
+            tmp[b + 1] = x
+    order[:m] = tmp[:m]
+    return m
+
+
+@njit
+def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarray,
+              lane_out: np.ndarray, conn_to_edge: np.ndarray, conn_to_lane: np.ndarray) -> int:
+    """The connection from ``lane`` into ``next_edge``, preferring one whose target lane
+    continues into ``next2_edge``; -1 if the lane has none."""
+    first = -1
+    for k in range(lane_out_ptr[lane], lane_out_ptr[lane + 1]):
+        c = lane_out[k]
+        if conn_to_edge[c] != next_edge:
+            continue
+        if next2_edge < 0:
+            return c
+        if first < 0:
+            first = c
+        tl = conn_to_lane[c]
+        for q in range(lane_out_ptr[tl], lane_out_ptr[tl + 1]):
+            if conn_to_edge[lane_out[q]] == next2_edge:
+                return c
+    return first
+
+
+@njit
+def idm(v: float, v0: float, gap: float, dv: float, a: float, b: float, s0: float,
+        T: float, delta: float) -> float:
+    """IDM acceleration for speed ``v``, desired speed ``v0``, net gap ``gap`` to a leader
+    closing at ``dv`` (own speed minus the leader's)."""
+    s_star = s0 + max(0.0, v * T + v * dv / (2.0 * math.sqrt(a * b)))
+    s = max(gap, 0.01)
+    return a * (1.0 - (v / v0) ** delta - (s_star / s) ** 2)
+
+
+@njit
+def idm_free(v: float, v0: float, a: float, delta: float) -> float:
+    """IDM acceleration on a free road."""
+    return a * (1.0 - (v / v0) ** delta)
+
+
+@njit
+def prepass(order, n, veh, types, roads, ls):
+    """Per-lane tails, junction occupancy, reserved space and approach times for this tick."""
+    n_lanes = roads.lane_length.shape[0]
+    n_normal = roads.n_normal
+    ls.occ[:] = 0
+    ls.reserved[:] = 0.0
+    ls.approach[:] = np.inf
+    for lane_i in range(n_lanes):
+        s, e = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
+        if s == e:
+            ls.tail_back[lane_i] = roads.lane_length[lane_i]
+            ls.tail_speed[lane_i] = np.inf
+            continue
+        j = order[s]
+        ls.tail_back[lane_i] = veh.pos[j] - types.length[veh.vtype[j]]
+        ls.tail_speed[lane_i] = veh.speed[j]
+        if lane_i >= n_normal:
+            c = lane_i - n_normal
+            ls.occ[c] += e - s
+            to = roads.conn_to_lane[c]
+            for k in range(s, e):
+                ty = veh.vtype[order[k]]
+                ls.reserved[to] += types.length[ty] + types.min_gap[ty]
+        else:
+            for k in range(s, e):  # backs still inside the junction behind them
+                i = order[k]
+                if veh.pos[i] >= types.length[veh.vtype[i]]:
+                    break
+                if veh.last_conn[i] >= 0:
+                    ls.occ[veh.last_conn[i]] += 1
+            front = order[e - 1]
+            c = veh.next_conn[front]
+            if c >= 0 and ls.conn_state[c] != RED:
+                eta = (roads.lane_length[lane_i] - veh.pos[front]) / max(veh.speed[front], 1.0)
+                if eta < ls.approach[c]:
+                    ls.approach[c] = eta
+
+
+@njit
+def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
+    """May vehicle ``i``, ``dist`` metres before the stop line of link ``c``, drive on?"""
+    st = ls.conn_state[c]
+    if st == RED:
+        return False
+    ty = veh.vtype[i]
+    if st == YELLOW and v * v / (2.0 * types.decel[ty]) <= dist + 0.5:
+        return False  # can stop comfortably: do so
+    eta = dist / max(v, 1.0)
+    if eta < CONFLICT_WINDOW:
+        for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
+            if ls.occ[roads.conn_foe[q]] > 0:
+                return False
+        if st == MINOR and veh.halt_cont[i] < IMPATIENCE:
+            via = roads.n_normal + c
+            clear = eta + (roads.lane_length[via] + types.length[ty]) / max(v, 3.0) + 1.0
+            for q in range(roads.conn_resp_ptr[c], roads.conn_resp_ptr[c + 1]):
+                f = roads.conn_resp[q]
+                if ls.occ[f] > 0 or ls.approach[f] < clear:
+                    return False
+        # Do not block the box: enter only if the exit lane has room or is moving.
+        to = roads.conn_to_lane[c]
+        room = ls.tail_back[to] - ls.reserved[to]
+        if room < types.length[ty] + types.min_gap[ty] and ls.tail_speed[to] < 2.0:
+            return False
+    return True
+
+
+@njit
+def follow(order, n, veh, types, roads, ls, route_edges, dt):
+    """Choose every running vehicle's speed for this tick (IDM, stop lines, right of way).
+
+    Writes ``veh.speed_next`` and ``veh.cap`` (the most the vehicle may drive this tick
+    without reaching a stopped obstacle or a leader at its emergency deceleration).
+    """
+    n_normal = roads.n_normal
+    for k in range(n):
+        i = order[k]
+        ty = veh.vtype[i]
+        a, b = types.accel[ty], types.decel[ty]
+        s0, T, dl = types.min_gap[ty], types.tau[ty], types.delta[ty]
+        v, p, lane_i = veh.speed[i], veh.pos[i], veh.lane[i]
+        vmax = min(types.max_speed[ty], roads.lane_speed[lane_i] * types.speed_factor[ty])
+        acc = idm_free(v, vmax, a, dl)
+        cap = np.inf
+        if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
+            j = order[k + 1]
+            gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+            acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], a, b, s0, T, dl))
+            vj = veh.speed[j]
+            ej = types.emergency_decel[veh.vtype[j]]
+            cap = gap + max(0.0, vj - ej * dt) * dt
+        else:
+            dist = roads.lane_length[lane_i] - p
+            cl = lane_i
+            r = veh.ridx[i]
+            last = veh.route_len[i] - 1
+            rs = veh.route_start[i]
+            first = True
+            for _ in range(8):
+                if dist > LOOKAHEAD:
+                    break
+                if cl < n_normal:
+                    if r >= last:
+                        break  # arrives at the end of this lane: nothing ahead matters
+                    if first:
+                        c = veh.next_conn[i]
+                    else:
+                        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+                        c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
+                                      roads.lane_out, roads.conn_to_edge, roads.conn_to_lane)
+                    if c < 0 or not _link_open(c, dist, v, i, veh, types, roads, ls):
+                        gap = dist - STOP_LINE_GAP
+                        acc = min(acc, idm(v, vmax, gap, v, a, b, min(s0, 1.0), T, dl))
+                        cap = min(cap, max(dist - 1e-9, 0.0))
+                        break
+                    cl = n_normal + c
+                else:
+                    cl = roads.conn_to_lane[cl - n_normal]
+                    r += 1
+                first = False
+                vn = min(types.max_speed[ty], roads.lane_speed[cl] * types.speed_factor[ty])
+                if v > vn:  # slow down in time for a slower lane (turns)
+                    acc = min(acc, -(v * v - vn * vn) / (2.0 * max(dist, 0.5)))
+                s, e = ls.lane_start[cl], ls.lane_start[cl + 1]
+                if s < e:
+                    j = order[s]
+                    gap = dist + veh.pos[j] - types.length[veh.vtype[j]]
+                    acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], a, b, s0, T, dl))
+                    ej = types.emergency_decel[veh.vtype[j]]
+                    cap = min(cap, gap + max(0.0, veh.speed[j] - ej * dt) * dt)
+                    break
+                dist += roads.lane_length[cl]
+        j = veh.coop[i]
+        if j >= 0 and veh.alive[j] and veh.pos[j] > p:
+            gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+            if gap > 0.0:
+                acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], a, b, s0, T, dl))
+        acc = max(acc, -types.emergency_decel[ty])
+        vn = min(max(v + acc * dt, 0.0), vmax if vmax > v else v)
+        if vn * dt > cap:
+            vn = max(cap, 0.0) / dt
+        veh.speed_next[i] = vn
+        veh.cap[i] = cap
+
+
+@njit
+def _detect(lane_i, a, b, length, t_end, det):
+    """Loop detectors on ``lane_i`` passed by a front moving from ``a`` to ``b``."""
+    for q in range(det.lane_ptr[lane_i], det.lane_ptr[lane_i + 1]):
+        d = det.index[q]
+        x = det.pos[d]
+        if a < x <= b:
+            det.count[d] += 1
+            det.last_on[d] = t_end
+        if b - length <= x <= b:
+            det.present[d] = 1
+            det.last_on[d] = t_end
+
+
+@njit
+def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
+         junction_wait, junction_queue, junction_passed, edge_speed_sum, edge_count,
+         arrived_out, stats):
+    """Advance every running vehicle by its chosen speed; handle transitions, arrivals,
+    teleports and statistics. Returns the number of arrived (or removed) slots written to
+    ``arrived_out``."""
+    n_normal = roads.n_normal
+    t_end = t + dt
+    det.present[:] = 0
+    stats[:] = 0.0
+    n_out = 0
+    for k in range(n):
+        i = order[k]
+        ty = veh.vtype[i]
+        length = types.length[ty]
+        lane_i = veh.lane[i]
+        v_old, vn = veh.speed[i], veh.speed_next[i]
+        if v_old - vn > types.emergency_decel[ty] * dt + 1e-9:
+            stats[S_EMERGENCY] += 1
+        vmax = min(types.max_speed[ty], roads.lane_speed[lane_i] * types.speed_factor[ty])
+        veh.time_loss[i] += dt * max(0.0, 1.0 - vn / vmax)
+        p = veh.pos[i]
+        newp = p + vn * dt
+        arrived = False
+        while newp > roads.lane_length[lane_i]:
+            ll = roads.lane_length[lane_i]
+            if lane_i < n_normal:
+                if veh.ridx[i] >= veh.route_len[i] - 1:
+                    _detect(lane_i, p, ll, length, t_end, det)
+                    veh.dist[i] += ll - p
+                    arrived = True
+                    break
+                c = veh.next_conn[i]
+                blocked = c < 0 or ls.conn_state[c] == RED
+                if not blocked:
+                    for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
+                        if ls.occ[roads.conn_foe[q]] > 0:
+                            blocked = True
+                            break
+                if blocked:  # hard stop at the line: never enter on red or into a foe
+                    stats[S_BLOCKED] += 1
+                    newp = ll
+                    vn = 0.0
+                    break
+                ls.occ[c] += 1
+                junction_passed[roads.conn_junction[c]] += 1
+                veh.last_conn[i] = c
+                _detect(lane_i, p, ll, length, t_end, det)
+                veh.dist[i] += ll - p
+                newp -= ll
+                p = 0.0
+                lane_i = n_normal + c
+            else:
+                veh.dist[i] += ll - p
+                newp -= ll
+                p = 0.0
+                lane_i = roads.conn_to_lane[lane_i - n_normal]
+                r = veh.ridx[i] + 1
+                veh.ridx[i] = r
+                rs = veh.route_start[i]
+                last = veh.route_len[i] - 1
+                if r < last:
+                    n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+                    veh.next_conn[i] = find_conn(lane_i, route_edges[rs + r + 1], n2,
+                                                 roads.lane_out_ptr, roads.lane_out,
+                                                 roads.conn_to_edge, roads.conn_to_lane)
+                else:
+                    veh.next_conn[i] = -1
+        if arrived:
+            tr = veh.trip[i]
+            trips.state[tr] = 2
+            trips.arrival[tr] = t_end
+            _finish(i, tr, veh, trips)
+            arrived_out[n_out] = i
+            n_out += 1
+            stats[S_ARRIVED] += 1
+            continue
+        if lane_i >= n_normal or newp > p:
+            _detect(lane_i, p, newp, length, t_end, det)
+        veh.dist[i] += max(newp - p, 0.0)
+        veh.pos[i] = newp
+        veh.lane[i] = lane_i
+        veh.speed[i] = vn
+        if veh.last_conn[i] >= 0 and lane_i < n_normal and newp >= length:
+            veh.last_conn[i] = -1
+        stats[S_SPEED] += vn
+        stats[S_MOVED] += 1
+        if vn < HALT_SPEED:
+            if veh.halt_cont[i] == 0.0:
+                veh.stops[i] += 1
+            veh.halt_cont[i] += dt
+            veh.waiting[i] += dt
+            stats[S_HALTING] += 1
+            if lane_i < n_normal:
+                jn = roads.edge_to_junction[roads.lane_edge[lane_i]]
+                junction_wait[jn] += dt
+                junction_queue[jn] += 1
+            if ttt > 0.0 and veh.halt_cont[i] >= ttt:
+                stats[S_TELEPORTS] += 1
+                if not _teleport(i, veh, types, roads, ls, route_edges):
+                    tr = veh.trip[i]
+                    trips.state[tr] = 3
+                    trips.arrival[tr] = t_end
+                    _finish(i, tr, veh, trips)
+                    arrived_out[n_out] = i
+                    n_out += 1
+                    stats[S_OUT] += 1
+                    continue
+        else:
+            veh.halt_cont[i] = 0.0
+        if lane_i < n_normal:
+            e = roads.lane_edge[lane_i]
+            edge_speed_sum[e] += vn
+            edge_count[e] += 1
+    for d in range(det.present.shape[0]):
+        if det.present[d]:
+            det.occupied[d] += dt
+    return n_out
+
+
+@njit
+def _finish(i, tr, veh, trips):
+    trips.route_length[tr] = veh.dist[i]
+    trips.waiting[tr] = veh.waiting[i]
+    trips.time_loss[tr] = veh.time_loss[i]
+    trips.stops[tr] = veh.stops[i]
+    veh.alive[i] = 0
+
+
+@njit
+def _teleport(i, veh, types, roads, ls, route_edges) -> bool:
+    """Move a jammed vehicle to the first edge ahead on its route with room at its start,
+    as SUMO does after ``--time-to-teleport``. False if no edge ahead has room."""
+    ty = veh.vtype[i]
+    need = types.length[ty] + types.min_gap[ty]
+    rs, last = veh.route_start[i], veh.route_len[i] - 1
+    for r in range(veh.ridx[i] + 1, last + 1):
+        e = route_edges[rs + r]
+        nxt = route_edges[rs + r + 1] if r < last else -1
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        best, best_c = -1, -1
+        for lane_i in range(roads.edge_first_lane[e], roads.edge_first_lane[e] + roads.edge_num_lanes[e]):
+            if ls.tail_back[lane_i] - ls.reserved[lane_i] < need:
+                continue
+            c = -1
+            if nxt >= 0:
+                c = find_conn(lane_i, nxt, n2, roads.lane_out_ptr, roads.lane_out,
+                              roads.conn_to_edge, roads.conn_to_lane)
+            if best < 0 or (c >= 0 and best_c < 0):
+                best, best_c = lane_i, c
+        if best >= 0:
+            veh.lane[i] = best
+            veh.pos[i] = types.length[ty]
+            veh.speed[i] = 0.0
+            veh.ridx[i] = r
+            veh.next_conn[i] = best_c
+            veh.last_conn[i] = -1
+            veh.halt_cont[i] = 0.0
+            ls.tail_back[best] = 0.0
+            return True
+    return False

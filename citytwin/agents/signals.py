@@ -1,0 +1,105 @@
+"""Traffic signals: a :class:`SignalController` Mesa agent per signalised junction, and the
+:class:`SignalFleet` that steps all their programs in one kernel call per tick.
+
+Programs follow SUMO ``<tlLogic>``: phases of link-state strings. Static programs are
+fixed-time; actuated ones extend their green phases while their detectors see traffic, between
+the phases' min and max durations (gap-out). Offsets shift where a program starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import mesa
+import numpy as np
+
+from citytwin.agents.kernels.signals import ACTUATED, HOLD, STATIC, signals_step
+from citytwin.agents.roads import state_codes
+
+
+class SignalController(mesa.Agent):
+    """The controller of one traffic light; its state is row ``index`` of the fleet."""
+
+    def __init__(self, model: mesa.Model, fleet: SignalFleet, index: int) -> None:
+        super().__init__(model)
+        self._fleet = fleet
+        self.index = index
+        self.tls_id: str = fleet.tls_ids[index]
+
+    @property
+    def phase(self) -> int:
+        """Index of the current phase."""
+        return int(self._fleet.cur[self.index])
+
+    @property
+    def state(self) -> str:
+        """The current SUMO state string (one letter per link)."""
+        return self._fleet.states[self.index][self.phase]
+
+    @property
+    def kind(self) -> str:
+        """``static``, ``actuated`` or ``hold`` (the phase is set from outside)."""
+        return {STATIC: "static", ACTUATED: "actuated", HOLD: "hold"}[
+            int(self._fleet.kind[self.index])]
+
+    @property
+    def time_in_phase(self) -> float:
+        """Seconds since the current phase began."""
+        return float(self._fleet.elapsed[self.index])
+
+
+class SignalFleet:
+    """Every signal program of a city as flat arrays."""
+
+    def __init__(self, programs: Sequence, detectors_of_phase: Sequence[Sequence[Sequence[int]]],
+                 n_conns: int) -> None:
+        """Args:
+            programs: :class:`citytwin.model.network.SignalProgram` objects, by tls index.
+            detectors_of_phase: per program, per phase, the detector indices that can extend it.
+            n_conns: number of connections in the network.
+        """
+        self.tls_ids = [p.tls_id for p in programs]
+        self.states = [[ph.state for ph in p.phases] for p in programs]
+        n_ph = [len(p.phases) for p in programs]
+        self.phase_ptr = np.zeros(len(programs) + 1, np.int32)
+        self.phase_ptr[1:] = np.cumsum(n_ph)
+        phases = [ph for p in programs for ph in p.phases]
+        self.ph_dur = np.array([ph.duration for ph in phases], np.float64)
+        self.ph_min = np.array([ph.min_dur if ph.min_dur is not None else ph.duration
+                                for ph in phases], np.float64)
+        self.ph_max = np.array([ph.max_dur if ph.max_dur is not None else ph.duration
+                                for ph in phases], np.float64)
+        self.ph_green = np.array([ph.is_green for ph in phases], np.bool_)
+        widths = [len(ph.state) for ph in phases]
+        self.ph_state_ptr = np.zeros(len(phases) + 1, np.int64)
+        self.ph_state_ptr[1:] = np.cumsum(widths)
+        self.state_codes = (np.concatenate([state_codes(ph.state) for ph in phases])
+                            if phases else np.empty(0, np.uint8))
+        dets = [list(d) for per_prog in detectors_of_phase for d in per_prog]
+        self.ph_det_ptr = np.zeros(len(phases) + 1, np.int32)
+        self.ph_det_ptr[1:] = np.cumsum([len(d) for d in dets]) if dets else []
+        self.ph_det = np.array([x for d in dets for x in d], np.int32)
+        self.kind = np.array([ACTUATED if p.kind == "actuated" else STATIC for p in programs],
+                             np.int8)
+        self.cur = np.zeros(len(programs), np.int32)
+        self.elapsed = np.zeros(len(programs), np.float64)
+        self.switched = np.zeros(len(programs), np.uint8)
+        for k, p in enumerate(programs):  # SUMO: at time t the program is at (t - offset)
+            into = (-p.offset) % p.cycle
+            for q, ph in enumerate(p.phases):
+                if into < ph.duration:
+                    self.cur[k], self.elapsed[k] = q, into
+                    break
+                into -= ph.duration
+
+    def __len__(self) -> int:
+        return len(self.tls_ids)
+
+    def step(self, t: float, dt: float, max_gap: float, det_last_on: np.ndarray,
+             conn_tls: np.ndarray, conn_link: np.ndarray, conn_static: np.ndarray,
+             conn_state: np.ndarray) -> None:
+        """Advance every program by one tick and write the link states of all connections."""
+        signals_step(t, dt, max_gap, self.cur, self.elapsed, self.kind, self.phase_ptr,
+                     self.ph_dur, self.ph_min, self.ph_max, self.ph_green, self.ph_state_ptr,
+                     self.state_codes, self.ph_det_ptr, self.ph_det, det_last_on, conn_tls,
+                     conn_link, conn_static, conn_state, self.switched)

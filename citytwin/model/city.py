@@ -1,0 +1,300 @@
+"""The city: a :class:`mesa.Model` that owns the clock, the network, the fleets and the metrics.
+
+One :meth:`City.step` is one tick of ``config.dt`` seconds of sim time:
+
+1. signal programs advance and publish link states;
+2. vehicles are ordered by lane, change lanes, and due trips are inserted;
+3. every vehicle chooses its speed (IDM, stop lines, right of way) and moves;
+4. arrivals leave, metrics are folded in, and every ``reroute_period`` routes are re-planned.
+
+Each phase is one kernel call over the whole fleet; Python runs per tick, never per vehicle
+(except to create and remove the Mesa agent of a departing or arriving vehicle). Nothing here
+reads the wall clock except to report how long stepping took.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import mesa
+import numpy as np
+import pyarrow as pa
+
+from citytwin.agents.detectors import DetectorFleet, LoopDetector
+from citytwin.agents.kernels.routes import apply_routes
+from citytwin.agents.kernels.state import LaneState
+from citytwin.agents.signals import SignalController, SignalFleet
+from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
+from citytwin.errors import SimulationError
+from citytwin.model.config import SimConfig
+from citytwin.model.demand import Demand
+from citytwin.model.metrics import Metrics
+from citytwin.model.network import Network
+from citytwin.model.routing import free_flow_times, route_trips, shortest_routes
+
+
+class City(mesa.Model):
+    """A city of roads, signals and vehicles.
+
+    Args:
+        network: The road network.
+        demand: Vehicle types, trips and flows; flows are expanded with this model's rng.
+        config: Run options (tick, teleports, rerouting, intervals).
+        rng: Seed or numpy Generator; the only source of randomness.
+        wall_clock: Clock used only to report ``step_wall_seconds``.
+
+    Mesa's ``time`` counts steps; :attr:`sim_time` is the sim clock in seconds.
+    """
+
+    def __init__(self, network: Network, demand: Demand, *, config: SimConfig | None = None,
+                 rng: int | np.random.Generator | None = None,
+                 wall_clock: Callable[[], float] = time.perf_counter) -> None:
+        super().__init__(rng=rng)
+        self.network = network
+        self.config = config or SimConfig()
+        self._wall_clock = wall_clock
+        self.sim_time = 0.0
+        self.tick = 0
+        self.step_wall_seconds = 0.0
+        roads = network.arrays
+        self.roads = roads
+
+        trips = demand.expand(self.rng)
+        vtype_ids = list(demand.vtypes)
+        vt_index = {v: k for k, v in enumerate(vtype_ids)}
+        self.vtypes = [demand.vtypes[v] for v in vtype_ids]
+        start, length, edges = route_trips(network, trips)
+        self.vehicles_unroutable = int(np.count_nonzero(length == 0))
+        self.fleet = VehicleFleet(
+            roads, network.edge_ids, type_arrays(self.vtypes), [t.id for t in trips],
+            np.array([t.depart for t in trips], np.float64),
+            np.array([vt_index[t.vtype] for t in trips], np.int32), start, length, edges,
+            np.array([-1.0 if t.depart_speed == "max" else float(t.depart_speed)
+                      for t in trips], np.float64))
+
+        n_lanes, n_conns = network.n_lanes, network.n_connections
+        det_ids, det_lane, det_pos, det_of_phase = self._actuated_detectors()
+        self.detectors = DetectorFleet(n_lanes, det_ids, det_lane, det_pos)
+        self.signals = SignalFleet(network.programs, det_of_phase, n_conns)
+        self.lanes = LaneState(
+            lane_start=np.zeros(n_lanes + 1, np.int32), tail_back=np.zeros(n_lanes),
+            tail_speed=np.zeros(n_lanes), occ=np.zeros(n_conns, np.int32),
+            reserved=np.zeros(n_lanes), approach=np.zeros(n_conns),
+            conn_state=network.conn_static.copy(), lc_stamp=np.full(n_lanes, -1, np.int64),
+            edge_stamp=np.full(network.n_edges, -1, np.int64))
+        has_conn = np.zeros(network.n_junctions, bool)
+        has_conn[network.conn_junction] = True
+        self.metrics = Metrics(network.n_junctions, network.n_edges, network.junction_ids,
+                               has_conn)
+        self._travel_times = free_flow_times(network)
+        self._vehicle_agents: dict[int, Vehicle] = {}
+        for k in range(len(self.signals)):
+            SignalController(self, self.signals, k)
+        for k in range(len(self.detectors)):
+            LoopDetector(self, self.detectors, k)
+        self.datacollector = mesa.DataCollector(model_reporters={
+            "running": lambda m: m.fleet.n_running,
+            "waiting_to_depart": lambda m: m.fleet.n_backlog,
+            "arrived": lambda m: m.metrics.totals["vehicles_arrived"],
+        })
+        self.datacollector.collect(self)
+
+    # -- construction helpers -------------------------------------------------------------
+    def _actuated_detectors(self) -> tuple[list[str], list[int], list[float], list]:
+        """One detector per lane feeding an actuated signal, ``detector_gap`` seconds of
+        driving before the stop line (SUMO's placement), and which detectors extend which
+        green phase (those on lanes whose links are green in it)."""
+        net = self.network
+        ids: list[str] = []
+        lanes: list[int] = []
+        pos: list[float] = []
+        per_program = []
+        for k, prog in enumerate(net.programs):
+            conns = np.flatnonzero(net.conn_tls == k)
+            det_of_lane: dict[int, int] = {}
+            if prog.kind == "actuated":
+                for c in conns:
+                    lane = int(net.conn_from_lane[c])
+                    if lane not in det_of_lane:
+                        det_of_lane[lane] = len(ids)
+                        length = float(net.lane_length[lane])
+                        x = max(length - self.config.detector_gap * float(net.lane_speed[lane]),
+                                0.1 * length)
+                        ids.append(f"{prog.tls_id}_{len(det_of_lane) - 1}")
+                        lanes.append(lane)
+                        pos.append(x)
+            phases = []
+            for ph in prog.phases:
+                dets = sorted({det_of_lane[int(net.conn_from_lane[c])] for c in conns
+                               if ph.state[net.conn_link[c]] in "Gg"
+                               and int(net.conn_from_lane[c]) in det_of_lane})
+                phases.append(dets)
+            per_program.append(phases)
+        return ids, lanes, pos, per_program
+
+    # -- stepping ---------------------------------------------------------------------------
+    def step(self) -> None:
+        """Advance the city by one tick."""
+        cfg, fleet, ls = self.config, self.fleet, self.lanes
+        t, tick, net = self.sim_time, self.tick, self.network
+        self.signals.step(t, cfg.dt, cfg.max_gap, self.detectors.arrays.last_on, net.conn_tls,
+                          net.conn_link, net.conn_static, ls.conn_state)
+        fleet.sort(ls)
+        changes = fleet.change_lanes(ls, t, tick) if fleet.n_order else 0
+        if changes:
+            fleet.sort(ls)
+        fleet.prepass(ls)
+        inserted = fleet.insert(ls, t, tick)
+        if inserted.size:
+            fleet.sort(ls)
+            fleet.prepass(ls)
+        n_on = fleet.n_order
+        gone = fleet.drive(ls, self.detectors.arrays, t, cfg.dt, cfg.time_to_teleport,
+                           self.metrics.jstats, self.metrics.estats, self.metrics.tick_stats)
+        if cfg.mesa_agents:
+            for slot in gone.tolist():
+                self._vehicle_agents.pop(slot).remove()
+            for slot in inserted.tolist():
+                self._vehicle_agents[slot] = Vehicle(self, fleet, slot)
+        fleet.release(gone)
+        self.metrics.after_tick(n_on, int(inserted.size), changes)
+        self.tick += 1
+        self.sim_time = self.tick * cfg.dt
+        if self.metrics.interval_ticks * cfg.dt >= cfg.summary_interval - 1e-9:
+            self._close_interval()
+        if cfg.reroute_period > 0 and self.sim_time % cfg.reroute_period < cfg.dt / 2:
+            self.reroute()
+
+    def _close_interval(self) -> None:
+        self.metrics.close_interval(self.sim_time, self.fleet.n_running, self.fleet.n_backlog)
+        self.datacollector.collect(self)
+
+    def run_for(self, seconds: float, callback: Callable[[float], None] | None = None) -> None:
+        """Step for ``seconds`` of sim time; ``callback(sim_time)`` after every step.
+
+        Raises:
+            SimulationError: a kernel failed (the message says at which sim time).
+        """
+        n = int(round(seconds / self.config.dt))
+        t0 = self._wall_clock()
+        try:
+            for _ in range(n):
+                self.step()
+                if callback is not None:
+                    callback(self.sim_time)
+        except (ValueError, IndexError, FloatingPointError) as exc:
+            raise SimulationError(f"stepping failed at t={self.sim_time:g} s: {exc}") from exc
+        finally:
+            self.step_wall_seconds += self._wall_clock() - t0
+
+    def run_until_done(self, max_seconds: float) -> None:
+        """Step until every trip has arrived (or left) or ``max_seconds`` have passed."""
+        t0 = self._wall_clock()
+        try:
+            while self.sim_time < max_seconds and (self.fleet.pending or self.fleet.n_running):
+                self.step()
+        finally:
+            self.step_wall_seconds += self._wall_clock() - t0
+
+    # -- rerouting --------------------------------------------------------------------------
+    def reroute(self) -> int:
+        """Re-plan the routes of running vehicles by current travel times (SUMO's rerouting
+        device). Returns how many routes changed."""
+        net, fleet, veh = self.network, self.fleet, self.fleet.veh
+        m = self.metrics
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_v = m.edge_speed_sum / m.edge_count
+        measured = net.edge_length / np.maximum(mean_v, 0.1 * net.edge_speed)
+        fresh = np.where(m.edge_count > 0, measured, free_flow_times(net))
+        self._travel_times = 0.5 * self._travel_times + 0.5 * fresh
+        m.edge_speed_sum[:] = 0.0
+        m.edge_count[:] = 0
+        slots = fleet.order[:fleet.n_order]
+        lanes = veh.lane[slots]
+        ok = (lanes < net.n_normal_lanes) & (veh.ridx[slots] < veh.route_len[slots] - 1)
+        slots = slots[ok]
+        if slots.size == 0:
+            return 0
+        cur = net.lane_edge[veh.lane[slots]]
+        dest = fleet.route_edges[veh.route_start[slots] + veh.route_len[slots] - 1]
+        ptr, edges = shortest_routes(net, cur, dest, self._travel_times)
+        fleet.ensure_route_space(int(edges.size))
+        changed, fleet.n_route = apply_routes(
+            slots, ptr, edges, veh.lane, veh.pos, veh.route_start, veh.route_len, veh.ridx,
+            veh.next_conn, fleet.route_edges, fleet.n_route, self.roads.lane_length,
+            self.roads.lane_out_ptr, self.roads.lane_out, self.roads.conn_to_edge,
+            self.roads.conn_to_lane)
+        return int(changed)
+
+    # -- results ----------------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        """True once every trip has departed and left the network."""
+        return self.fleet.pending == 0 and self.fleet.n_running == 0
+
+    def kpis(self) -> dict[str, float | int]:
+        """Key figures of the run so far (see docs for each key's meaning)."""
+        tr = self.fleet.trips
+        done = tr.state == 2
+        dur = tr.arrival[done] - tr.t_insert[done]
+        tot = self.metrics.totals
+
+        def mean(x: np.ndarray) -> float:
+            return float(np.mean(x)) if x.size else float("nan")
+
+        wall = self.step_wall_seconds
+        return {
+            "sim_seconds": self.sim_time,
+            "ticks": tot["ticks"],
+            "vehicles_demand": len(self.fleet.trip_ids),
+            "vehicles_unroutable": self.vehicles_unroutable,
+            "vehicles_inserted": tot["vehicles_inserted"],
+            "vehicles_arrived": tot["vehicles_arrived"],
+            "vehicles_running_end": self.fleet.n_running,
+            "vehicles_waiting_end": self.fleet.n_backlog,
+            "vehicles_teleported_out": tot["vehicles_teleported_out"],
+            "teleports": tot["teleports"],
+            "emergency_brakes": tot["emergency_brakes"],
+            "junction_blocks": tot["junction_blocks"],
+            "lane_changes": tot["lane_changes"],
+            "mean_duration_s": mean(dur),
+            "mean_time_loss_s": mean(tr.time_loss[done]),
+            "mean_waiting_time_s": mean(tr.waiting[done]),
+            "mean_depart_delay_s": mean(tr.t_insert[done] - tr.depart[done]),
+            "mean_route_length_m": mean(tr.route_length[done]),
+            "vehicle_updates": tot["vehicle_updates"],
+            "step_wall_seconds": wall,
+            "updates_per_second": tot["vehicle_updates"] / wall if wall > 0 else float("nan"),
+        }
+
+    def trips_table(self) -> pa.Table:
+        """One row per finished trip, SUMO tripinfo semantics, in order of arrival."""
+        tr = self.fleet.trips
+        idx = np.flatnonzero(tr.state == 2)
+        idx = idx[np.lexsort((idx, tr.arrival[idx]))]
+        depart = tr.t_insert[idx]
+        return pa.table({
+            "id": pa.array([self.fleet.trip_ids[i] for i in idx.tolist()], pa.string()),
+            "vtype": pa.array([self.vtypes[v].id for v in tr.vtype[idx].tolist()], pa.string()),
+            "depart": pa.array(depart, pa.float64()),
+            "arrival": pa.array(tr.arrival[idx], pa.float64()),
+            "duration": pa.array(tr.arrival[idx] - depart, pa.float64()),
+            "route_length": pa.array(tr.route_length[idx], pa.float64()),
+            "waiting_time": pa.array(tr.waiting[idx], pa.float64()),
+            "time_loss": pa.array(tr.time_loss[idx], pa.float64()),
+            "depart_delay": pa.array(depart - tr.depart[idx], pa.float64()),
+            "stops": pa.array(tr.stops[idx], pa.int64()),
+        })
+
+    def summary_table(self) -> pa.Table:
+        """Per-interval network state (closes a partial last interval first)."""
+        if self.metrics.interval_ticks:
+            self._close_interval()
+        return self.metrics.summary_table()
+
+    def junctions_table(self) -> pa.Table:
+        """Per junction and interval: vehicles through, mean wait, mean and max queue."""
+        if self.metrics.interval_ticks:
+            self._close_interval()
+        return self.metrics.junctions_table()
