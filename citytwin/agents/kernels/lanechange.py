@@ -127,8 +127,10 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
             if ok:
                 _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
                 changes += 1
-            elif follower >= 0 and to_end < URGENT and veh.coop[follower] < 0:
-                veh.coop[follower] = i
+            elif _swap(i, lane_i, tl, order, veh, types, roads, ls, route_edges, t, tick):
+                changes += 2
+            elif follower >= 0 and to_end < URGENT:
+                _ask_room(i, tl, order, veh, types, ls)
             continue
         if t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
             continue
@@ -150,6 +152,69 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
                     changes += 1
                     break
     return changes
+
+
+@njit
+def _fits(x, lane_i, p, length, skip1, skip2, order, veh, types, ls):
+    """Would a vehicle of ``length`` with its front at ``p`` on ``lane_i`` keep 0.5 m from the
+    vehicles there (ignoring ``skip1`` and ``skip2``)?"""
+    for q in range(ls.lane_start[lane_i], ls.lane_start[lane_i + 1]):
+        j = order[q]
+        if j == skip1 or j == skip2 or j == x:
+            continue
+        pj = veh.pos[j]
+        if pj >= p:
+            if pj - types.length[veh.vtype[j]] - p < 0.5:
+                return False
+            break
+        if p - length - pj < 0.5:
+            return False
+    return True
+
+
+@njit
+def _swap(i, lane_i, tl, order, veh, types, roads, ls, route_edges, t, tick) -> bool:
+    """Swap places with a vehicle beside ``i`` on ``tl`` that needs ``i``'s lane (two
+    vehicles side by side at a stop line, each in the other's turning lane)."""
+    if ls.lc_stamp[lane_i] == tick:
+        return False
+    p, li = veh.pos[i], types.length[veh.vtype[i]]
+    for q in range(ls.lane_start[tl], ls.lane_start[tl + 1]):
+        j = order[q]
+        lj = types.length[veh.vtype[j]]
+        if abs(veh.pos[j] - p) > 0.5 * min(li, lj) or veh.next_conn[j] >= 0:
+            continue
+        rj, lastj, rsj = veh.ridx[j], veh.route_len[j] - 1, veh.route_start[j]
+        if rj >= lastj:
+            continue
+        nj = route_edges[rsj + rj + 1]
+        n2j = route_edges[rsj + rj + 2] if rj + 2 <= lastj else -1
+        if find_conn(lane_i, nj, n2j, roads.lane_out_ptr, roads.lane_out, roads.conn_to_edge,
+                     roads.conn_to_lane) < 0:
+            continue
+        if not (_fits(i, tl, p, li, i, j, order, veh, types, ls)
+                and _fits(j, lane_i, veh.pos[j], lj, i, j, order, veh, types, ls)):
+            return False
+        r, last, rs = veh.ridx[i], veh.route_len[i] - 1, veh.route_start[i]
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        _do_change(i, tl, route_edges[rs + r + 1], n2, t, tick, veh, roads, ls)
+        _do_change(j, lane_i, nj, n2j, t, tick, veh, roads, ls)
+        return True
+    return False
+
+
+@njit
+def _ask_room(i, tl, order, veh, types, ls):
+    """Ask the first vehicle on ``tl`` wholly behind ``i`` to hold back and open a gap
+    (vehicles beside ``i`` cannot help: they drive on and free the place)."""
+    back = veh.pos[i] - types.length[veh.vtype[i]]
+    q = _slot_after(tl, veh.pos[i], order, ls, veh.pos) - 1
+    while q >= ls.lane_start[tl] and veh.pos[order[q]] > back - 0.5:
+        q -= 1
+    if q >= ls.lane_start[tl]:
+        f = order[q]
+        if veh.coop[f] < 0:
+            veh.coop[f] = i
 
 
 @njit

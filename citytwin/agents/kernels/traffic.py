@@ -20,7 +20,8 @@ HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
 LOOKAHEAD = 250.0         # m; beyond this the road counts as free
 STOP_LINE_GAP = 0.5       # m; vehicles stop this far before a stop line
 CONFLICT_WINDOW = 4.0     # s; a foe inside the junction matters when we arrive within this
-IMPATIENCE = 20.0         # s; after waiting this long a minor vehicle only yields to occupancy
+IMPATIENCE = 20.0         # s; after waiting this long a minor vehicle accepts short gaps
+MIN_GAP_TIME = 1.5        # s; the shortest gap an impatient vehicle accepts
 STATS = 8                 # length of the per-tick stats vector of move()
 S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOVED = range(8)
 
@@ -133,7 +134,12 @@ def prepass(order, n, veh, types, roads, ls):
             front = order[e - 1]
             c = veh.next_conn[front]
             if c >= 0 and ls.conn_state[c] != RED:
-                eta = (roads.lane_length[lane_i] - veh.pos[front]) / max(veh.speed[front], 1.0)
+                dist = roads.lane_length[lane_i] - veh.pos[front]
+                v = veh.speed[front]
+                if ls.conn_state[c] == YELLOW and v * v / (
+                        2.0 * types.decel[veh.vtype[front]]) <= dist + 0.5:
+                    continue  # will stop at the yellow
+                eta = dist / max(v, 1.0)
                 if eta < ls.approach[c]:
                     ls.approach[c] = eta
 
@@ -152,9 +158,12 @@ def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
         for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
             if ls.occ[roads.conn_foe[q]] > 0:
                 return False
-        if st == MINOR and veh.halt_cont[i] < IMPATIENCE:
+        if st == MINOR:
             via = roads.n_normal + c
-            clear = eta + (roads.lane_length[via] + types.length[ty]) / max(v, 3.0) + 1.0
+            if veh.halt_cont[i] < IMPATIENCE:
+                clear = eta + (roads.lane_length[via] + types.length[ty]) / max(v, 3.0) + 1.0
+            else:  # impatient: accepts a gap that makes the foe brake, not one that hits it
+                clear = eta + MIN_GAP_TIME
             for q in range(roads.conn_resp_ptr[c], roads.conn_resp_ptr[c + 1]):
                 f = roads.conn_resp[q]
                 if ls.occ[f] > 0 or ls.approach[f] < clear:
