@@ -123,7 +123,8 @@ class VehicleFleet:
         self._tmp = np.empty(0, np.int32)
         self.free_slots = np.empty(0, np.int32)
         self.n_free = 0
-        self.n_order = 0
+        self.n_order = 0  # entries of ``order``; may hold departed slots until the next sort
+        self._n_alive = 0
         self._inserted = np.empty(0, np.int32)
         self._arrived = np.empty(0, np.int32)
         self._grow(max(16, min(capacity, n)))
@@ -165,8 +166,8 @@ class VehicleFleet:
     # -- counts -----------------------------------------------------------------------------
     @property
     def n_running(self) -> int:
-        """Vehicles on the network (after the last sort)."""
-        return self.n_order
+        """Vehicles on the network now."""
+        return self._n_alive
 
     def due(self, t: float) -> None:
         """Move trips whose depart time has come into the insertion backlog."""
@@ -221,11 +222,13 @@ class VehicleFleet:
             self.route_edges, self.free_slots, self.n_free, self.order, self.n_order, t, tick,
             self._inserted)
         self.n_backlog, self.n_free, self.n_order = int(nb), int(n_free), int(n_order)
+        self._n_alive += int(n_ins)
         return self._inserted[:n_ins]
 
     def release(self, slots: np.ndarray) -> None:
         """Return the slots of vehicles that left to the free list."""
         k = slots.size
+        self._n_alive -= k
         self.free_slots[self.n_free:self.n_free + k] = slots[::-1]
         self.n_free += k
 

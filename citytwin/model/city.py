@@ -149,7 +149,7 @@ class City(mesa.Model):
         if inserted.size:
             fleet.sort(ls)
             fleet.prepass(ls)
-        n_on = fleet.n_order
+        n_on = fleet.n_running
         gone = fleet.drive(ls, self.detectors.arrays, t, cfg.dt, cfg.time_to_teleport,
                            self.metrics.jstats, self.metrics.estats, self.metrics.tick_stats)
         if cfg.mesa_agents:

@@ -366,7 +366,8 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 jn = roads.edge_to_junction[roads.lane_edge[lane_i]]
                 junction_wait[jn] += dt
                 junction_queue[jn] += 1
-            if ttt > 0.0 and veh.halt_cont[i] >= ttt:
+            front = not (k + 1 < n and veh.lane[order[k + 1]] == lane_i)
+            if ttt > 0.0 and veh.halt_cont[i] >= ttt and front:
                 stats[S_TELEPORTS] += 1
                 if not _teleport(i, veh, types, roads, ls, route_edges):
                     tr = veh.trip[i]

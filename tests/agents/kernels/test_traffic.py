@@ -1,0 +1,58 @@
+"""The traffic kernels against the slow references in tests/naive.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from citytwin.agents.kernels import traffic
+from tests import naive
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_sort_by_lane_matches_reference(n, n_lanes, seed):
+    rng = np.random.default_rng(seed)
+    cap = n + 5
+    alive = (rng.random(cap) < 0.8).astype(np.uint8)
+    lane = rng.integers(0, n_lanes, cap).astype(np.int32)
+    pos = np.round(rng.random(cap) * 50, 1)  # rounding makes ties
+    order = rng.permutation(cap)[:n].astype(np.int32)
+    expect_order, expect_start = naive.sort_by_lane(order.copy(), alive, lane, pos, n_lanes)
+    got_start = np.zeros(n_lanes + 1, np.int32)
+    m = traffic.sort_by_lane(order, n, alive, lane, pos, n_lanes,
+                             np.empty(cap, np.int32), got_start)
+    assert m == len(expect_order)
+    np.testing.assert_array_equal(order[:m], expect_order)
+    np.testing.assert_array_equal(got_start, expect_start)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 40), st.floats(1, 40), st.floats(-5, 300), st.floats(-30, 30))
+def test_idm_matches_reference(v, v0, gap, dv):
+    args = (v, v0, gap, dv, 2.6, 4.5, 2.5, 1.0, 4.0)
+    assert traffic.idm(*args) == pytest.approx(naive.idm(*args), rel=1e-12, abs=1e-12)
+
+
+def test_idm_free_road_and_standstill():
+    # On a free road at the desired speed IDM neither accelerates nor brakes.
+    assert traffic.idm_free(10.0, 10.0, 2.6, 4.0) == pytest.approx(0.0)
+    # Standing right behind a stopped leader at the minimum gap: no push forward.
+    assert traffic.idm(0.0, 13.9, 2.5, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0) == pytest.approx(0.0)
+    # Closing fast on a near obstacle brakes hard.
+    assert traffic.idm(14.0, 14.0, 10.0, 14.0, 2.6, 4.5, 2.5, 1.0, 4.0) < -9.0
+
+
+def test_find_conn_matches_reference(small_grid):
+    net = small_grid
+    rng = np.random.default_rng(1)
+    ptr, nxt = net.successors
+    for lane in rng.choice(net.n_normal_lanes, 60, replace=False):
+        e = int(net.lane_edge[lane])
+        for n1 in nxt[ptr[e]:ptr[e + 1]]:
+            for n2 in [-1, *nxt[ptr[n1]:ptr[n1 + 1]].tolist()]:
+                got = traffic.find_conn(int(lane), int(n1), int(n2), net.lane_out_ptr,
+                                        net.lane_out, net.conn_to_edge, net.conn_to_lane)
+                assert got == naive.find_conn(net, lane, n1, n2)

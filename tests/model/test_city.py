@@ -1,0 +1,208 @@
+"""Behaviour of a running city: conservation, safety, determinism, outputs."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from citytwin.agents.detectors import LoopDetector
+from citytwin.agents.roads import RED
+from citytwin.agents.signals import SignalController
+from citytwin.agents.vehicles import Vehicle
+from citytwin.model.city import City
+from citytwin.model.demand import Demand, Flow, Trip
+from citytwin.model.config import SimConfig
+from citytwin.model.grid import grid_network
+from citytwin.model.network import NetworkBuilder, Phase, SignalProgram
+from tests.conftest import make_city
+
+
+def _step_checked(city: City, ticks: int) -> dict[str, int]:
+    """Step and check safety invariants after every tick; returns counts of checks made."""
+    net = city.network
+    nn = net.n_normal_lanes
+    length = city.fleet.types.length
+    seen = {"entries": 0, "pairs": 0}
+    for _ in range(ticks):
+        prev_lane, prev_alive = city.fleet.veh.lane.copy(), city.fleet.veh.alive.copy()
+        city.step()
+        veh = city.fleet.veh  # re-read: the fleet may have grown during the step
+        slots = np.flatnonzero(veh.alive)
+        # No vehicle enters a junction on red.
+        was = slots[slots < prev_alive.size]
+        entered = was[(prev_alive[was] == 1) & (prev_lane[was] < nn) & (veh.lane[was] >= nn)]
+        for i in entered:
+            assert city.lanes.conn_state[veh.lane[i] - nn] != RED
+        seen["entries"] += entered.size
+        # No overlap between consecutive vehicles of a lane.
+        o = slots[np.lexsort((veh.pos[slots], veh.lane[slots]))]
+        same = veh.lane[o[1:]] == veh.lane[o[:-1]]
+        gaps = (veh.pos[o[1:]] - length[veh.vtype[o[1:]]] - veh.pos[o[:-1]])[same]
+        assert gaps.size == 0 or gaps.min() >= -1e-9
+        seen["pairs"] += int(same.sum())
+        # Crossing streams never share the junction: no two conflicting connections occupied.
+        occupied = {int(x) - nn for x in veh.lane[slots] if x >= nn}
+        for c in occupied:
+            foes = net.conn_foe[net.conn_foe_ptr[c]:net.conn_foe_ptr[c + 1]]
+            assert not occupied.intersection(foes.tolist())
+        # Conservation.
+        k = city.kpis()
+        assert k["vehicles_inserted"] == (k["vehicles_arrived"] + k["vehicles_running_end"]
+                                          + k["vehicles_teleported_out"])
+        assert len(city.agents_by_type.get(Vehicle, [])) == city.fleet.n_running
+    return seen
+
+
+def test_busy_grid_is_safe_and_conserves_vehicles(small_city):
+    seen = _step_checked(small_city, 900)
+    k = small_city.kpis()
+    assert seen["entries"] > 500 and seen["pairs"] > 1000  # the checks had work to do
+    assert k["vehicles_arrived"] > 0.8 * k["vehicles_inserted"]
+    assert k["teleports"] == 0
+    assert k["lane_changes"] > 0
+
+
+def test_unsignalised_grid_is_safe(rng):
+    net = grid_network(3, 3, lanes=1, signalised=False, edge_length=120.0)
+    city = make_city(net, vehs_per_hour=1500, end=400, seed=3)
+    seen = _step_checked(city, 700)
+    assert seen["entries"] > 200
+    assert city.kpis()["vehicles_arrived"] > 0.8 * city.kpis()["vehicles_inserted"]
+
+
+def _parquet_bytes(table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def test_same_seed_same_bytes_and_other_seed_differs(small_grid):
+    def run(seed):
+        city = make_city(small_grid, seed=seed, reroute_period=60.0, mesa_agents=False)
+        city.run_for(700)
+        k = {key: v for key, v in city.kpis().items()
+             if key not in ("step_wall_seconds", "updates_per_second")}
+        return _parquet_bytes(city.trips_table()), k, _parquet_bytes(city.summary_table())
+    a, b, c = run(5), run(5), run(6)
+    assert a == b
+    assert a[0] != c[0]
+
+
+def test_trip_records_have_tripinfo_semantics(small_grid):
+    city = make_city(small_grid, vehs_per_hour=600, end=300)
+    city.run_for(900)
+    t = city.trips_table().to_pydict()
+    assert len(t["id"]) == city.kpis()["vehicles_arrived"] > 20
+    for k in range(len(t["id"])):
+        assert t["duration"][k] == pytest.approx(t["arrival"][k] - t["depart"][k])
+        assert 0 <= t["waiting_time"][k] <= t["time_loss"][k] + 1e-9 <= t["duration"][k]
+        assert t["depart_delay"][k] >= 0
+        # Never faster than the speed limit allows.
+        assert t["duration"][k] >= t["route_length"][k] / 13.89 - 1.0
+    assert t["arrival"] == sorted(t["arrival"])
+
+
+def test_free_flow_trip_matches_kinematics():
+    """A lone vehicle on an empty straight road: duration = distance / speed plus the time
+    IDM needs to accelerate, no waiting and (almost) no time loss once at speed."""
+    net = grid_network(1, 3, lanes=1, signalised=False, edge_length=300.0)
+    trip = Trip("solo", 0.0, "r0c0_W_r0c0", "r0c2_r0c2_E")
+    city = City(net, Demand(trips=[trip]), rng=1)
+    city.run_for(200)
+    row = city.trips_table().to_pylist()[0]
+    assert row["waiting_time"] == 0
+    assert row["stops"] == 0
+    free = row["route_length"] / 13.89
+    assert free <= row["duration"] <= free + 3.0
+
+
+def test_vehicle_waits_when_there_is_no_room_to_depart():
+    net = grid_network(1, 1, lanes=1, edge_length=100.0, attach_length=30.0)
+    flow = Flow("f", 0.0, 20.0, "r0c0_W_r0c0", "r0c0_r0c0_E", number=20)
+    city = City(net, Demand(flows=[flow]), rng=1)
+    city.run_for(400)
+    t = city.trips_table().to_pydict()
+    assert len(t["id"]) == 20
+    assert max(t["depart_delay"]) > 5  # 20 vehicles in 20 s do not fit on a 23 m edge
+    assert t["depart"] == sorted(t["depart"])  # first in, first out per edge
+
+
+def _red_forever_network():
+    b = NetworkBuilder()
+    for jid, x in (("a", 0.0), ("m", 100.0), ("z", 300.0)):
+        b.add_junction(jid, x, 0.0)
+    b.add_edge("in", "a", "m", [(100.0, 13.89)])
+    b.add_edge("out", "m", "z", [(200.0, 13.89)])
+    b.add_signal_program(SignalProgram("m", (Phase(60.0, "r"),)), ["m"])
+    b.add_connection("in", 0, "out", 0, length=5.0, tls="m", link_index=0)
+    b.derive_conflicts()
+    return b.build()
+
+
+def test_jam_that_cannot_resolve_is_teleported_and_counted():
+    net = _red_forever_network()
+    trips = [Trip(f"v{k}", float(k * 3), "in", "out") for k in range(5)]
+    city = City(net, Demand(trips=trips), rng=1, config=SimConfig(time_to_teleport=30.0))
+    city.run_for(35)
+    assert city.kpis()["teleports"] == 0  # queued at the red, not yet timed out
+    city.run_until_done(1000)
+    k = city.kpis()
+    assert k["teleports"] == 5  # each head of the queue in turn
+    assert k["vehicles_arrived"] == 5 and k["vehicles_running_end"] == 0
+    rows = city.trips_table().to_pylist()
+    assert all(r["waiting_time"] >= 30 for r in rows)
+
+
+def test_teleports_can_be_switched_off():
+    net = _red_forever_network()
+    city = City(net, Demand(trips=[Trip("v", 0.0, "in", "out")]), rng=1,
+                config=SimConfig(time_to_teleport=0.0))
+    city.run_for(600)
+    assert city.kpis()["teleports"] == 0 and city.fleet.n_running == 1
+
+
+def test_rerouting_changes_routes_under_congestion(small_grid):
+    city = make_city(small_grid, vehs_per_hour=4000, reroute_period=30.0, mesa_agents=False)
+    city.run_for(300)
+    assert city.reroute() >= 0
+    n_before = city.fleet.n_route
+    city.run_for(300)
+    assert city.fleet.n_route > n_before  # some vehicles took new routes
+
+
+def test_mesa_views(small_city):
+    small_city.run_for(120)
+    assert len(small_city.agents_by_type[SignalController]) == 9
+    ctrl = small_city.agents_by_type[SignalController].to_list()[0]
+    assert len(ctrl.state) == len(small_city.network.programs[0].phases[0].state)
+    vehicles = small_city.agents_by_type[Vehicle]
+    assert len(vehicles) == small_city.fleet.n_running > 0
+    v = vehicles.to_list()[0]
+    assert v.edge is None or v.edge in small_city.network.edge_index
+    assert v.route and 0 <= v.position
+    assert LoopDetector not in small_city.agents_by_type  # static program: no detectors
+    df = small_city.datacollector.get_model_vars_dataframe()
+    assert len(df) >= 2 and df["running"].iloc[-1] == small_city.fleet.n_running
+
+
+def test_actuated_signals_use_detectors():
+    net = grid_network(2, 2, lanes=1, actuated=True, min_green=5.0, max_green=40.0)
+    city = make_city(net, vehs_per_hour=800, end=600)
+    city.run_for(600)
+    dets = city.agents_by_type[LoopDetector]
+    assert len(dets) == 16  # one per approach lane of 4 junctions
+    assert sum(d.count for d in dets) > 100
+    assert city.kpis()["vehicles_arrived"] > 50
+
+
+def test_summary_and_junction_tables(small_city):
+    small_city.run_for(600)
+    s = small_city.summary_table().to_pydict()
+    assert s["end"][-1] == 600.0 and len(s["end"]) == 10
+    assert sum(s["inserted"]) == small_city.kpis()["vehicles_inserted"]
+    j = small_city.junctions_table().to_pydict()
+    assert set(j["junction"]) == {f"r{r}c{c}" for r in range(3) for c in range(3)}
+    assert sum(j["vehicles"]) > 0 and max(j["queue_max"]) > 0
