@@ -14,3 +14,7 @@ import numba
 NJIT_FLAGS: dict[str, bool] = {"cache": True, "nogil": True, "fastmath": False}
 
 njit = numba.njit(**NJIT_FLAGS)
+
+#: For small helpers called in hot loops: compiled into their callers (no call overhead and
+#: no passing of array bundles by value).
+njit_inline = numba.njit(inline="always", **NJIT_FLAGS)

@@ -11,16 +11,17 @@ tick, so changes never create overlaps.
 
 from __future__ import annotations
 
-from citytwin.agents.kernels._config import njit
+from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.traffic import find_conn, idm, idm_free
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
 GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it
 NO_TACTICAL = 40.0    # m before a lane end in which only strategic changes happen
+TACTICAL_EVERY = 4    # ticks between two looks for a faster lane (staggered by slot)
 URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
 
 
-@njit
+@njit_inline
 def _slot_after(lane_i, p, order, ls, pos):
     """Index in ``order`` of the first vehicle on ``lane_i`` at or ahead of position ``p``."""
     lo, hi = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
@@ -33,7 +34,7 @@ def _slot_after(lane_i, p, order, ls, pos):
     return lo
 
 
-@njit
+@njit_inline
 def _accel_on(i, lane_i, order, veh, types, roads, ls):
     """IDM acceleration of vehicle ``i`` if it were on ``lane_i`` (own lane: leader only)."""
     ty = veh.vtype[i]
@@ -54,7 +55,7 @@ def _accel_on(i, lane_i, order, veh, types, roads, ls):
     return acc
 
 
-@njit
+@njit_inline
 def _safe(i, tl, relaxed, order, veh, types, roads, ls):
     """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot)."""
     ty = veh.vtype[i]
@@ -132,7 +133,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
             elif follower >= 0 and to_end < URGENT:
                 _ask_room(i, tl, order, veh, types, ls)
             continue
-        if t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
+        if (tick + i) % TACTICAL_EVERY or t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
             continue
         here = _accel_on(i, lane_i, order, veh, types, roads, ls)
         if here > 0.0 and veh.speed[i] > 0.9 * roads.lane_speed[lane_i]:

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from citytwin.agents.kernels._config import njit
+from citytwin.agents.kernels._config import njit, njit_inline
 
 RED, YELLOW, MINOR, MAJOR = 0, 1, 2, 3
 HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
@@ -63,7 +63,7 @@ def sort_by_lane(order: np.ndarray, n: int, alive: np.ndarray, lane: np.ndarray,
     return m
 
 
-@njit
+@njit_inline
 def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarray,
               lane_out: np.ndarray, conn_to_edge: np.ndarray, conn_to_lane: np.ndarray) -> int:
     """The connection from ``lane`` into ``next_edge``, preferring one whose target lane
@@ -84,7 +84,7 @@ def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarr
     return first
 
 
-@njit
+@njit_inline
 def idm(v: float, v0: float, gap: float, dv: float, a: float, b: float, s0: float,
         T: float, delta: float) -> float:
     """IDM acceleration for speed ``v``, desired speed ``v0``, net gap ``gap`` to a leader
@@ -94,7 +94,7 @@ def idm(v: float, v0: float, gap: float, dv: float, a: float, b: float, s0: floa
     return a * (1.0 - (v / v0) ** delta - (s_star / s) ** 2)
 
 
-@njit
+@njit_inline
 def idm_free(v: float, v0: float, a: float, delta: float) -> float:
     """IDM acceleration on a free road."""
     return a * (1.0 - (v / v0) ** delta)
@@ -144,7 +144,7 @@ def prepass(order, n, veh, types, roads, ls):
                     ls.approach[c] = eta
 
 
-@njit
+@njit_inline
 def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
     """May vehicle ``i``, ``dist`` metres before the stop line of link ``c``, drive on?"""
     st = ls.conn_state[c]
@@ -254,7 +254,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
         veh.cap[i] = cap
 
 
-@njit
+@njit_inline
 def _detect(lane_i, a, b, length, t_end, det):
     """Loop detectors on ``lane_i`` passed by a front moving from ``a`` to ``b``."""
     for q in range(det.lane_ptr[lane_i], det.lane_ptr[lane_i + 1]):
@@ -390,7 +390,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
     return n_out
 
 
-@njit
+@njit_inline
 def _finish(i, tr, veh, trips):
     trips.route_length[tr] = veh.dist[i]
     trips.waiting[tr] = veh.waiting[i]
