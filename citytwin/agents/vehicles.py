@@ -193,10 +193,10 @@ class VehicleFleet:
                                             self.roads.lane_length.shape[0], self._tmp,
                                             ls.lane_start)
 
-    def change_lanes(self, ls: LaneState, t: float, tick: int) -> int:
+    def change_lanes(self, ls: LaneState, t: float, tick: int, dt: float) -> int:
         """Lane changes of this tick; returns how many happened."""
         return int(lane_change(self.order, self.n_order, self.veh, self.types, self.roads, ls,
-                               self.route_edges, t, tick))
+                               self.route_edges, t, tick, dt))
 
     def prepass(self, ls: LaneState) -> None:
         """Lane tails, junction occupancy and approach times for this tick."""

@@ -141,7 +141,7 @@ class City(mesa.Model):
         self.signals.step(t, cfg.dt, cfg.max_gap, self.detectors.arrays.last_on, net.conn_tls,
                           net.conn_link, net.conn_static, ls.conn_state)
         fleet.sort(ls)
-        changes = fleet.change_lanes(ls, t, tick) if fleet.n_order else 0
+        changes = fleet.change_lanes(ls, t, tick, cfg.dt) if fleet.n_order else 0
         if changes:
             fleet.sort(ls)
         fleet.prepass(ls)

@@ -56,7 +56,7 @@ def _accel_on(i, lane_i, order, veh, types, roads, ls):
 
 
 @njit_inline
-def _safe(i, tl, relaxed, order, veh, types, roads, ls):
+def _safe(i, tl, relaxed, order, veh, types, roads, ls, dt):
     """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot)."""
     ty = veh.vtype[i]
     v, p, length = veh.speed[i], veh.pos[i], types.length[ty]
@@ -70,8 +70,9 @@ def _safe(i, tl, relaxed, order, veh, types, roads, ls):
         if gap < s_min:
             return False, follower
         vmax = min(types.max_speed[ty], roads.lane_speed[tl] * types.speed_factor[ty])
-        if idm(v, vmax, gap, v - veh.speed[j], types.accel[ty], types.decel[ty],
-               types.min_gap[ty], types.tau[ty], types.delta[ty]) < -bsafe:
+        acc = idm(v, vmax, gap, v - veh.speed[j], types.accel[ty], types.decel[ty],
+                  types.min_gap[ty], types.tau[ty], types.delta[ty])
+        if max(acc, -v / dt) < -bsafe:  # a standing vehicle needs no braking to stay
             return False, follower
     if follower >= 0:
         f = follower
@@ -80,14 +81,16 @@ def _safe(i, tl, relaxed, order, veh, types, roads, ls):
         if gap < s_min:
             return False, follower
         vmaxf = min(types.max_speed[tf], roads.lane_speed[tl] * types.speed_factor[tf])
-        if idm(veh.speed[f], vmaxf, gap, veh.speed[f] - v, types.accel[tf], types.decel[tf],
-               types.min_gap[tf], types.tau[tf], types.delta[tf]) < -bsafe:
+        vf = veh.speed[f]
+        acc = idm(vf, vmaxf, gap, vf - v, types.accel[tf], types.decel[tf],
+                  types.min_gap[tf], types.tau[tf], types.delta[tf])
+        if max(acc, -vf / dt) < -bsafe:
             return False, follower
     return True, follower
 
 
 @njit
-def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
+def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     """Decide and carry out lane changes for this tick. Returns the number of changes."""
     n_normal = roads.n_normal
     changes = 0
@@ -124,7 +127,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
             tl = lane_i + (1 if best > lane_i else -1)
             if ls.lc_stamp[tl] == tick:
                 continue
-            ok, follower = _safe(i, tl, to_end < URGENT, order, veh, types, roads, ls)
+            ok, follower = _safe(i, tl, to_end < URGENT, order, veh, types, roads, ls, dt)
             if ok:
                 _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
                 changes += 1
@@ -147,7 +150,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick):
                 continue
             there = _accel_on(i, tl, order, veh, types, roads, ls)
             if there > here + GAIN:
-                ok, _ = _safe(i, tl, False, order, veh, types, roads, ls)
+                ok, _ = _safe(i, tl, False, order, veh, types, roads, ls, dt)
                 if ok:
                     _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
                     changes += 1
