@@ -15,7 +15,7 @@ reads the wall clock except to report how long stepping took.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import mesa
 import numpy as np
@@ -26,7 +26,7 @@ from citytwin.agents.kernels.routes import apply_routes
 from citytwin.agents.kernels.state import LaneState
 from citytwin.agents.signals import SignalController, SignalFleet
 from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
-from citytwin.errors import SimulationError
+from citytwin.errors import NetworkError, SimulationError
 from citytwin.model.config import SimConfig
 from citytwin.model.demand import Demand
 from citytwin.model.metrics import Metrics
@@ -42,6 +42,8 @@ class City(mesa.Model):
         demand: Vehicle types, trips and flows; flows are expanded with this model's rng.
         config: Run options (tick, teleports, rerouting, intervals).
         rng: Seed or numpy Generator; the only source of randomness.
+        detectors: Extra loop detectors as ``(id, lane id, position m)``; actuated signals
+            add their own.
         wall_clock: Clock used only to report ``step_wall_seconds``.
 
     Mesa's ``time`` counts steps; :attr:`sim_time` is the sim clock in seconds.
@@ -49,6 +51,7 @@ class City(mesa.Model):
 
     def __init__(self, network: Network, demand: Demand, *, config: SimConfig | None = None,
                  rng: int | np.random.Generator | None = None,
+                 detectors: Sequence[tuple[str, str, float]] = (),
                  wall_clock: Callable[[], float] = time.perf_counter) -> None:
         super().__init__(rng=rng)
         self.network = network
@@ -75,6 +78,16 @@ class City(mesa.Model):
 
         n_lanes, n_conns = network.n_lanes, network.n_connections
         det_ids, det_lane, det_pos, det_of_phase = self._actuated_detectors()
+        for det_id, lane_id, pos in detectors:
+            lane = network.lane(lane_id)
+            if not 0 <= pos <= network.lane_length[lane]:
+                raise NetworkError(f"detector {det_id!r}: position {pos} is outside lane "
+                                   f"{lane_id!r} (0..{network.lane_length[lane]:.1f} m)")
+            if det_id in det_ids:
+                raise NetworkError(f"duplicate detector id {det_id!r}")
+            det_ids.append(det_id)
+            det_lane.append(lane)
+            det_pos.append(float(pos))
         self.detectors = DetectorFleet(n_lanes, det_ids, det_lane, det_pos)
         self.signals = SignalFleet(network.programs, det_of_phase, n_conns)
         self.lanes = LaneState(

@@ -437,6 +437,21 @@ class Network:
         except KeyError:
             raise NetworkError(f"unknown edge {edge_id!r}") from None
 
+    def lane(self, lane_id: str) -> int:
+        """Index of a normal lane by its SUMO-style id ``"{edge id}_{k}"`` (k = 0 rightmost).
+
+        Raises:
+            NetworkError: no such lane.
+        """
+        edge_id, _, k = lane_id.rpartition("_")
+        if edge_id not in self.edge_index or not k.isdigit():
+            raise NetworkError(f"unknown lane {lane_id!r} (lane ids are '<edge id>_<k>')")
+        e = self.edge_index[edge_id]
+        if int(k) >= self.edge_num_lanes[e]:
+            raise NetworkError(f"unknown lane {lane_id!r}: edge {edge_id!r} has "
+                               f"{self.edge_num_lanes[e]} lanes")
+        return int(self.edge_first_lane[e]) + int(k)
+
     def lanes_of(self, edge: int) -> range:
         """Normal-lane indices of an edge, rightmost first."""
         first = int(self.edge_first_lane[edge])
