@@ -13,12 +13,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-#: Link state codes. SUMO letters: r u -> RED; y Y -> YELLOW; g m o s = w -> MINOR (may drive,
+#: Link state codes. SUMO letters: r u -> RED; y Y -> YELLOW; g m o s = w Z -> MINOR (may drive,
 #: must yield to foes with priority); G M O -> MAJOR (may drive with priority).
 RED, YELLOW, MINOR, MAJOR = 0, 1, 2, 3
 
 _STATE_CODES = {"r": RED, "u": RED, "y": YELLOW, "Y": YELLOW,
                 "g": MINOR, "m": MINOR, "o": MINOR, "s": MINOR, "=": MINOR, "w": MINOR,
+                "Z": MINOR,
                 "G": MAJOR, "M": MAJOR, "O": MAJOR}
 
 

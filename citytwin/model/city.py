@@ -94,6 +94,7 @@ class City(mesa.Model):
             lane_start=np.zeros(n_lanes + 1, np.int32), tail_back=np.zeros(n_lanes),
             tail_speed=np.zeros(n_lanes), occ=np.zeros(n_conns, np.int32),
             reserved=np.zeros(n_lanes), approach=np.zeros(n_conns),
+            approach_wait=np.zeros(n_conns),
             conn_state=network.conn_static.copy(), lc_stamp=np.full(n_lanes, -1, np.int64),
             edge_stamp=np.full(network.n_edges, -1, np.int64))
         has_conn = np.zeros(network.n_junctions, bool)

@@ -124,6 +124,7 @@ class NetworkBuilder:
         self._edge_priority: list[int] = []
         self._edge_lanes: list[list[tuple[float, float]]] = []  # (length, speed) per lane
         self._edge_shape: list[list[tuple[float, float]]] = []
+        self._lane_ids: list[str] = []
         self._conns: list[_Conn] = []
         self._programs: list[SignalProgram] = []
         self._tls_index: dict[str, int] = {}
@@ -142,13 +143,23 @@ class NetworkBuilder:
 
     def add_edge(self, edge_id: str, from_junction: str, to_junction: str,
                  lanes: Sequence[tuple[float, float]], priority: int = 0,
-                 shape: Sequence[tuple[float, float]] | None = None) -> int:
+                 shape: Sequence[tuple[float, float]] | None = None,
+                 lane_ids: Sequence[str] | None = None) -> int:
         """Add a directed edge with ``lanes`` given as (length m, speed limit m/s), rightmost
-        first, and return its index."""
+        first, and return its index.
+
+        Lanes are named ``"{edge_id}_{k}"`` unless ``lane_ids`` names them (the SUMO importer
+        keeps SUMO's ids when it leaves out lanes cars may not use).
+        """
         if edge_id in self._edge_index:
             raise NetworkError(f"duplicate edge id {edge_id!r}")
         if not lanes:
             raise NetworkError(f"edge {edge_id!r} has no lanes")
+        if lane_ids is None:
+            lane_ids = [f"{edge_id}_{k}" for k in range(len(lanes))]
+        elif len(lane_ids) != len(lanes):
+            raise NetworkError(f"edge {edge_id!r}: {len(lane_ids)} lane ids for "
+                               f"{len(lanes)} lanes")
         for length, speed in lanes:
             if not (length > 0 and speed > 0):
                 raise NetworkError(
@@ -166,6 +177,7 @@ class NetworkBuilder:
         if shape is None:
             shape = [self._junction_xy[fj], self._junction_xy[tj]]
         self._edge_shape.append([(float(a), float(b)) for a, b in shape])
+        self._lane_ids.extend(lane_ids)
         return len(self._edge_ids) - 1
 
     def edge_index(self, edge_id: str) -> int:
@@ -313,6 +325,8 @@ class Network:
         conns = b._conns
         n_lanes = n_normal + len(conns)
         self.n_normal_lanes = n_normal
+        #: Id of each normal lane (SUMO style, ``"{edge id}_{k}"`` unless imported otherwise).
+        self.lane_ids: list[str] = list(b._lane_ids)
 
         lane_length = np.empty(n_lanes)
         lane_speed = np.empty(n_lanes)
@@ -437,20 +451,25 @@ class Network:
         except KeyError:
             raise NetworkError(f"unknown edge {edge_id!r}") from None
 
+    @cached_property
+    def _lane_index_of(self) -> dict[str, int]:
+        return {lane_id: k for k, lane_id in enumerate(self.lane_ids)}
+
     def lane(self, lane_id: str) -> int:
         """Index of a normal lane by its SUMO-style id ``"{edge id}_{k}"`` (k = 0 rightmost).
 
         Raises:
             NetworkError: no such lane.
         """
-        edge_id, _, k = lane_id.rpartition("_")
-        if edge_id not in self.edge_index or not k.isdigit():
-            raise NetworkError(f"unknown lane {lane_id!r} (lane ids are '<edge id>_<k>')")
-        e = self.edge_index[edge_id]
-        if int(k) >= self.edge_num_lanes[e]:
-            raise NetworkError(f"unknown lane {lane_id!r}: edge {edge_id!r} has "
-                               f"{self.edge_num_lanes[e]} lanes")
-        return int(self.edge_first_lane[e]) + int(k)
+        try:
+            return self._lane_index_of[lane_id]
+        except KeyError:
+            pass
+        edge_id = lane_id.rpartition("_")[0]
+        if edge_id in self.edge_index:
+            have = ", ".join(self.lane_ids[k] for k in self.lanes_of(self.edge_index[edge_id]))
+            raise NetworkError(f"unknown lane {lane_id!r}: edge {edge_id!r} has lanes {have}")
+        raise NetworkError(f"unknown lane {lane_id!r} (lane ids are '<edge id>_<k>')")
 
     def lanes_of(self, edge: int) -> range:
         """Normal-lane indices of an edge, rightmost first."""

@@ -19,6 +19,8 @@ GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change wo
 NO_TACTICAL = 40.0    # m before a lane end in which only strategic changes happen
 TACTICAL_EVERY = 4    # ticks between two looks for a faster lane (staggered by slot)
 URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
+REACH = 150.0         # m past its end within which a lane must lead on along the route
+REACH_DEPTH = 6       # edges looked at for that (chains of short edges in imported nets)
 
 
 @njit_inline
@@ -32,6 +34,29 @@ def _slot_after(lane_i, p, order, ls, pos):
         else:
             hi = mid
     return lo
+
+
+@njit_inline
+def _reach(lane_i, r, rs, last, route_edges, roads):
+    """How far past the end of ``lane_i`` (on route edge ``r``) the vehicle can follow its
+    route without another lane change, capped at ``REACH`` (also when the route ends);
+    -1 when the lane has no connection to the next route edge."""
+    d = 0.0
+    cl = lane_i
+    for _ in range(REACH_DEPTH):
+        if r >= last:
+            return REACH
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr, roads.lane_out,
+                      roads.conn_to_edge, roads.conn_to_lane)
+        if c < 0:
+            return d if cl != lane_i else -1.0
+        cl = roads.conn_to_lane[c]
+        d += roads.lane_length[cl]
+        r += 1
+        if d >= REACH:
+            return REACH
+    return REACH
 
 
 @njit_inline
@@ -106,36 +131,38 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
         if nl < 2:
             continue
         ty = veh.vtype[i]
-        if veh.pos[i] < types.length[ty] + 1.0:
+        if veh.pos[i] < min(types.length[ty] + 1.0, 0.5 * roads.lane_length[lane_i]):
             continue  # still entering the lane
         first = roads.edge_first_lane[e]
         r, last, rs = veh.ridx[i], veh.route_len[i] - 1, veh.route_start[i]
         nxt = route_edges[rs + r + 1] if r < last else -1
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
         to_end = roads.lane_length[lane_i] - veh.pos[i]
-        if nxt >= 0 and veh.next_conn[i] < 0:
-            # Strategic: head for the nearest lane that leads on.
-            best, best_d = -1, 1 << 30
+        own = _reach(lane_i, r, rs, last, route_edges, roads) if nxt >= 0 else REACH
+        if own < REACH:
+            # Strategic: head for the nearest lane that leads on furthest (SUMO's best lanes).
+            best, best_q, best_d = -1, own, 1 << 30
             for tl in range(first, first + nl):
-                if find_conn(tl, nxt, n2, roads.lane_out_ptr, roads.lane_out,
-                             roads.conn_to_edge, roads.conn_to_lane) >= 0:
-                    d = abs(tl - lane_i)
-                    if d < best_d:
-                        best, best_d = tl, d
-            if best < 0:
-                continue  # the edge cannot lead on: the vehicle will be teleported
-            tl = lane_i + (1 if best > lane_i else -1)
-            if ls.lc_stamp[tl] == tick:
+                q = _reach(tl, r, rs, last, route_edges, roads)
+                d = abs(tl - lane_i)
+                if q > best_q or (q == best_q and q > own and d < best_d):
+                    best, best_q, best_d = tl, q, d
+            if best >= 0:
+                tl = lane_i + (1 if best > lane_i else -1)
+                if ls.lc_stamp[tl] == tick:
+                    continue
+                urgent = to_end + max(own, 0.0) < URGENT
+                ok, follower = _safe(i, tl, urgent, order, veh, types, roads, ls, dt)
+                if ok:
+                    _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
+                    changes += 1
+                elif _swap(i, lane_i, tl, order, veh, types, roads, ls, route_edges, t, tick):
+                    changes += 2
+                elif follower >= 0 and urgent:
+                    _ask_room(i, tl, order, veh, types, ls)
                 continue
-            ok, follower = _safe(i, tl, to_end < URGENT, order, veh, types, roads, ls, dt)
-            if ok:
-                _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
-                changes += 1
-            elif _swap(i, lane_i, tl, order, veh, types, roads, ls, route_edges, t, tick):
-                changes += 2
-            elif follower >= 0 and to_end < URGENT:
-                _ask_room(i, tl, order, veh, types, ls)
-            continue
+            if own < 0:
+                continue  # the edge cannot lead on: the vehicle will be teleported
         if (tick + i) % TACTICAL_EVERY or t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
             continue
         here = _accel_on(i, lane_i, order, veh, types, roads, ls)
@@ -145,9 +172,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
             tl = lane_i + step
             if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
                 continue
-            if nxt >= 0 and find_conn(tl, nxt, n2, roads.lane_out_ptr, roads.lane_out,
-                                      roads.conn_to_edge, roads.conn_to_lane) < 0:
-                continue
+            if nxt >= 0 and _reach(tl, r, rs, last, route_edges, roads) < min(own, REACH):
+                continue  # would lead less far along the route
             there = _accel_on(i, tl, order, veh, types, roads, ls)
             if there > here + GAIN:
                 ok, _ = _safe(i, tl, False, order, veh, types, roads, ls, dt)

@@ -72,6 +72,7 @@ class LaneState(NamedTuple):
     occ: np.ndarray          # i4[n_conns] vehicles inside each connection
     reserved: np.ndarray     # f8[n_lanes] space claimed by vehicles inside junctions
     approach: np.ndarray     # f8[n_conns] earliest arrival time of a vehicle at each link
+    approach_wait: np.ndarray  # f8[n_conns] halting time of that vehicle if standing, else -1
     conn_state: np.ndarray   # u1[n_conns] link state this tick
     lc_stamp: np.ndarray     # i8[n_lanes] tick of the last lane change into a lane
     edge_stamp: np.ndarray   # i8[n_edges] tick of the last failed insertion on an edge

@@ -108,6 +108,7 @@ def prepass(order, n, veh, types, roads, ls):
     ls.occ[:] = 0
     ls.reserved[:] = 0.0
     ls.approach[:] = np.inf
+    ls.approach_wait[:] = -1.0
     for lane_i in range(n_lanes):
         s, e = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
         if s == e:
@@ -127,10 +128,15 @@ def prepass(order, n, veh, types, roads, ls):
         else:
             for k in range(s, e):  # backs still inside the junction behind them
                 i = order[k]
-                if veh.pos[i] >= types.length[veh.vtype[i]]:
+                inside = types.length[veh.vtype[i]] - veh.pos[i]
+                if inside <= 0.0:
                     break
-                if veh.last_conn[i] >= 0:
-                    ls.occ[veh.last_conn[i]] += 1
+                # A back in the last half of its connection has passed where crossing paths
+                # meet it (mid-junction); counting it would let two vehicles straddling short
+                # edges block each other for ever.
+                lc = veh.last_conn[i]
+                if lc >= 0 and inside > 0.5 * roads.lane_length[n_normal + lc]:
+                    ls.occ[lc] += 1
             front = order[e - 1]
             c = veh.next_conn[front]
             if c >= 0 and ls.conn_state[c] != RED:
@@ -142,6 +148,7 @@ def prepass(order, n, veh, types, roads, ls):
                 eta = dist / max(v, 1.0)
                 if eta < ls.approach[c]:
                     ls.approach[c] = eta
+                    ls.approach_wait[c] = veh.halt_cont[front] if v < HALT_SPEED else -1.0
 
 
 @njit_inline
@@ -164,10 +171,19 @@ def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
                 clear = eta + (roads.lane_length[via] + types.length[ty]) / max(v, 3.0) + 1.0
             else:  # impatient: accepts a gap that makes the foe brake, not one that hits it
                 clear = eta + MIN_GAP_TIME
+            mine = veh.halt_cont[i] if v < HALT_SPEED else -1.0
             for q in range(roads.conn_resp_ptr[c], roads.conn_resp_ptr[c + 1]):
                 f = roads.conn_resp[q]
-                if ls.occ[f] > 0 or ls.approach[f] < clear:
+                if ls.occ[f] > 0:
                     return False
+                if ls.approach[f] < clear:
+                    # Yield cycles (mutual or round-robin yielding, common in SUMO's joined
+                    # junctions) would wait forever: among standing vehicles the one that has
+                    # waited longest goes (ties: the lower link). The move kernel's foe check
+                    # keeps two of them from entering in the same tick.
+                    w = ls.approach_wait[f]
+                    if not (0.0 <= w < mine or (w == mine >= 0.0 and f > c)):
+                        return False
         # Do not block the box: enter only if the exit lane has room or is moving.
         to = roads.conn_to_lane[c]
         room = ls.tail_back[to] - ls.reserved[to]
