@@ -190,3 +190,48 @@ def test_bad_detectors_are_rejected(small_grid):
         City(small_grid, Demand(), rng=1, detectors=[("d", "nope_0", 1.0)])
     with pytest.raises(NetworkError, match="outside lane"):
         City(small_grid, Demand(), rng=1, detectors=[("d", "r0c0_r0c1_0", 1e6)])
+
+
+def test_mutual_yielding_does_not_deadlock():
+    """Two minor streams that must each yield to the other (as SUMO's joined junctions have):
+    standing vehicles take turns, longest waiting first, and never share the junction."""
+    b = NetworkBuilder()
+    for j, (x, y) in {"w": (0, 0), "s": (100, -100), "m": (100, 0), "e": (200, 0),
+                      "n": (100, 100)}.items():
+        b.add_junction(j, x, y)
+    b.add_edge("in1", "w", "m", [(100.0, 13.89)])
+    b.add_edge("in2", "s", "m", [(100.0, 13.89)])
+    b.add_edge("out1", "m", "e", [(100.0, 13.89)])
+    b.add_edge("out2", "m", "n", [(100.0, 13.89)])
+    a = b.add_connection("in1", 0, "out1", 0, length=10.0, state="m")
+    c = b.add_connection("in2", 0, "out2", 0, length=10.0, state="m")
+    b.set_conflicts(a, [c], [c])
+    b.set_conflicts(c, [a], [a])
+    net = b.build()
+    demand = Demand(flows=[Flow("f1", 0, 300, "in1", "out1", period=4.0),
+                           Flow("f2", 0, 300, "in2", "out2", period=4.0)])
+    city = City(net, demand, rng=1)
+    _step_checked(city, 900)
+    k = city.kpis()
+    assert k["vehicles_arrived"] == k["vehicles_demand"] == 150 and k["teleports"] == 0
+
+
+def test_lane_is_chosen_ahead_of_a_chain_of_short_edges():
+    """Only the left lane of a 3 m edge leads on: vehicles must pick it on the edge before,
+    since a 3 m lane leaves no room to change (a SUMO import has many such edges)."""
+    b = NetworkBuilder()
+    for j, x in {"a": 0, "b": 300, "c": 303, "d": 500}.items():
+        b.add_junction(j, x, 0)
+    b.add_edge("long", "a", "b", [(300.0, 13.89)] * 2)
+    b.add_edge("short", "b", "c", [(3.0, 13.89)] * 2)
+    b.add_edge("exit", "c", "d", [(200.0, 13.89)])
+    for k in range(2):
+        b.add_connection("long", k, "short", k, length=2.0)
+    b.add_connection("short", 1, "exit", 0, length=2.0)
+    b.derive_conflicts()
+    net = b.build()
+    demand = Demand(flows=[Flow("f", 0, 300, "long", "exit", period=6.0)])
+    city = City(net, demand, rng=1)
+    _step_checked(city, 500)
+    k = city.kpis()
+    assert k["vehicles_arrived"] == k["vehicles_demand"] == 50 and k["teleports"] == 0
