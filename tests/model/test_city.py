@@ -235,3 +235,17 @@ def test_lane_is_chosen_ahead_of_a_chain_of_short_edges():
     _step_checked(city, 500)
     k = city.kpis()
     assert k["vehicles_arrived"] == k["vehicles_demand"] == 50 and k["teleports"] == 0
+
+
+def test_vehicle_departs_from_an_edge_shorter_than_itself():
+    b = NetworkBuilder()
+    for j, x in {"a": 0, "b": 3, "c": 203}.items():
+        b.add_junction(j, x, 0)
+    b.add_edge("stub", "a", "b", [(3.0, 13.89)])
+    b.add_edge("road", "b", "c", [(200.0, 13.89)])
+    b.add_connection("stub", 0, "road", 0, length=2.0)
+    net = b.build()
+    city = City(net, Demand(flows=[Flow("f", 0, 60, "stub", "road", period=10.0)]), rng=1)
+    _step_checked(city, 200)
+    k = city.kpis()
+    assert k["vehicles_arrived"] == 6 and k["teleports"] == 0

@@ -54,7 +54,11 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
                     best, best_c, best_room = lane_i, c, room
             if best >= 0:
                 break
-        ok = best >= 0 and best_room - length >= s0
+        # A lane shorter than the vehicle takes it when empty, front at the lane's end (SUMO
+        # inserts there too; imported networks have edges of a few metres).
+        short_free = (best >= 0 and roads.lane_length[best] < length + s0
+                      and math.isinf(ls.tail_speed[best]) and ls.reserved[best] == 0.0)
+        ok = best >= 0 and (best_room - length >= s0 or short_free)
         v = 0.0
         if ok:
             vmax = min(types.max_speed[ty], roads.lane_speed[best] * types.speed_factor[ty])
@@ -63,7 +67,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
                 v_safe = vmax
             else:
                 b, T = types.decel[ty], types.tau[ty]
-                gap = best_room - length - s0
+                gap = max(best_room - length - s0, 0.0)
                 v_safe = -b * T + math.sqrt((b * T) ** 2 + vl * vl + 2.0 * b * gap)
             want = trips.depart_speed[tr]
             if want < 0.0:
@@ -82,7 +86,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         veh.alive[i] = 1
         veh.vtype[i] = ty
         veh.lane[i] = best
-        veh.pos[i] = length
+        veh.pos[i] = min(length, roads.lane_length[best])
         veh.speed[i] = v
         veh.speed_next[i] = v
         veh.route_start[i] = rs
@@ -100,7 +104,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         veh.coop[i] = -1
         trips.state[tr] = 1
         trips.t_insert[tr] = t
-        ls.tail_back[best] = 0.0
+        ls.tail_back[best] = veh.pos[i] - length
         ls.tail_speed[best] = v
         order[n_order] = i
         n_order += 1
