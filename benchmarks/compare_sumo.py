@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -36,17 +34,15 @@ def sumo_bin(name: str) -> str:
 
 
 def peak_rss_of(cmd: list[str]) -> tuple[str, float, int]:
-    """Run a command; return (output, wall seconds, the child's own peak RSS in bytes)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    chunks = list(proc.stdout) if proc.stdout is not None else []
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - t0
-    out = "".join(chunks)
-    if proc.returncode:
-        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{out[-3000:]}")
-    return out, wall, usage.ru_maxrss * 1024
+    """Run a command through ``_rss.py``; return (its output, wall seconds, its own peak RSS
+    in bytes, free of this process's memory)."""
+    proc = subprocess.run([sys.executable, "-S", str(HERE / "_rss.py"), *cmd],
+                          capture_output=True, text=True)
+    stats = json.loads(proc.stderr.strip().splitlines()[-1])
+    out = proc.stdout + "\n".join(proc.stderr.strip().splitlines()[:-1])
+    if stats["rc"]:
+        sys.exit(f"{cmd[0]} failed ({stats['rc']}):\n{out[-3000:]}")
+    return out, stats["wall_s"], stats["rss_kb"] * 1024
 
 
 def build_grid(n: int, lanes: int, length: float, out: Path) -> Path:
