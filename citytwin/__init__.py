@@ -33,6 +33,7 @@ from citytwin.model.demand import Demand, Flow, Trip, VehicleType
 from citytwin.model.grid import grid_network
 from citytwin.model.network import Network, NetworkBuilder, Phase, SignalProgram
 from citytwin.model.routing import random_trips
+from citytwin.scenarios import Scenario, builtin_scenarios, load_scenario
 
 try:
     __version__ = version("citytwin")
@@ -51,6 +52,7 @@ __all__ = [
     "NetworkBuilder",
     "NetworkError",
     "Phase",
+    "Scenario",
     "ScenarioError",
     "SignalController",
     "SignalProgram",
@@ -60,6 +62,8 @@ __all__ = [
     "Vehicle",
     "VehicleType",
     "__version__",
+    "builtin_scenarios",
     "grid_network",
+    "load_scenario",
     "random_trips",
 ]

@@ -45,7 +45,7 @@ def signal_states(program, t_end, dt=1.0):
     out = []
     durations = [p.duration for p in program.phases]
     into = (-program.offset) % sum(durations)
-    for k in range(int(round(t_end / dt))):
+    for k in range(round(t_end / dt)):
         pos = (into + k * dt) % sum(durations)
         acc = 0.0
         for q, d in enumerate(durations):

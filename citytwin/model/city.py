@@ -190,7 +190,7 @@ class City(mesa.Model):
         Raises:
             SimulationError: a kernel failed (the message says at which sim time).
         """
-        n = int(round(seconds / self.config.dt))
+        n = round(seconds / self.config.dt)
         t0 = self._wall_clock()
         try:
             for _ in range(n):

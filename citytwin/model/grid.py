@@ -74,7 +74,7 @@ def grid_network(rows: int, cols: int, *, edge_length: float = 200.0, lanes: int
     for r in range(rows):
         for c in range(cols):
             here = jid(r, c)
-            for arm, (dx, dy) in _ARMS.items():
+            for arm, (dx, _dy) in _ARMS.items():
                 other = arm_node[(r, c, arm)]
                 fringe = other.startswith(here + "_")
                 length = (attach_length if fringe else edge_length) - (half if fringe else 2 * half)

@@ -226,8 +226,9 @@ class NetworkBuilder:
         static = MAJOR if code == MAJOR else MINOR
         if shape is None:
             shape = [self._edge_shape[fe][-1], self._edge_shape[te][0]]
-        self._conns.append(_Conn(fe, from_lane, te, to_lane, max(float(length), MIN_INTERNAL_LENGTH),
-                                 self._edge_to[fe], direction, static, tls_i, int(link_index),
+        length = max(float(length), MIN_INTERNAL_LENGTH)
+        self._conns.append(_Conn(fe, from_lane, te, to_lane, length, self._edge_to[fe],
+                                 direction, static, tls_i, int(link_index),
                                  [(float(a), float(b)) for a, b in shape]))
         return len(self._conns) - 1
 

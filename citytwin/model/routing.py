@@ -8,6 +8,8 @@ paths are read out of the predecessor trees by a kernel. Nothing here runs per t
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
@@ -85,7 +87,7 @@ def route_trips(network: Network, trips: list[Trip]) -> tuple[np.ndarray, np.nda
             if t.route:
                 if t.route not in given:
                     r = np.array([network.edge_index[e] for e in t.route], dtype=np.int32)
-                    for a, z in zip(r[:-1], r[1:], strict=True):
+                    for a, z in itertools.pairwise(r):
                         if z not in succ[succ_ptr[a]:succ_ptr[a + 1]]:
                             raise DemandError(
                                 f"vehicle {t.id!r}: route is not connected between edges "
@@ -145,7 +147,8 @@ def random_trips(network: Network, *, begin: float, end: float, vehs_per_hour: f
     if starts.size == 0 or ends.size == 0:
         starts = ends = np.arange(network.n_edges)
     pts = np.asarray(profile if profile else [(begin, 1.0), (end, 1.0)], dtype=np.float64)
-    if pts.ndim != 2 or pts.shape[1] != 2 or np.any(pts[:, 1] < 0) or np.any(np.diff(pts[:, 0]) <= 0):
+    if (pts.ndim != 2 or pts.shape[1] != 2 or np.any(pts[:, 1] < 0)
+            or np.any(np.diff(pts[:, 0]) <= 0)):
         raise DemandError("random trip profile must be [[time, multiplier], ...] with "
                           "increasing times and multipliers >= 0")
     peak = float(pts[:, 1].max())

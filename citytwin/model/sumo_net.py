@@ -61,7 +61,7 @@ def read_sumo_net(path: str | os.PathLike[str]) -> Network:
         raise NetworkError(f"{path}: {exc}") from None
 
 
-def _convert(net) -> Network:  # noqa: ANN001 - sumolib has no types
+def _convert(net) -> Network:
     b = NetworkBuilder()
     edges = [e for e in net.getEdges(withInternal=False)
              if any(lane.allows(VCLASS) for lane in e.getLanes())]
@@ -130,14 +130,14 @@ def _bits(mask: str) -> list[int]:
     return [j for j, ch in enumerate(reversed(mask)) if ch == "1"]
 
 
-def _static_state(c) -> str:  # noqa: ANN001
+def _static_state(c) -> str:
     state = c.getState()
     if state in ("G", "g", "y", "Y", "r", "u", "o", "O"):  # signalised or switched off
         return "m" if state in "oO" else "M"
     return state
 
 
-def _via_chain(net, c) -> tuple[float, list[tuple[float, float]]]:  # noqa: ANN001
+def _via_chain(net, c) -> tuple[float, list[tuple[float, float]]]:
     """Length and shape of a connection's path through its junction (its internal lanes)."""
     length = 0.0
     shape: list[tuple[float, float]] = []
@@ -155,7 +155,7 @@ def _via_chain(net, c) -> tuple[float, list[tuple[float, float]]]:  # noqa: ANN0
     return length, shape
 
 
-def _programs(net, edges) -> list[tuple[SignalProgram, list[str]]]:  # noqa: ANN001
+def _programs(net, edges) -> list[tuple[SignalProgram, list[str]]]:
     """The active (last loaded) program of every traffic light that controls a kept edge."""
     kept = {e.getID() for e in edges}
     out = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -40,7 +42,7 @@ def test_shortest_routes_match_networkx(small_grid, rng):
             assert route == []
             continue
         assert route[0] == o[k] and route[-1] == d[k]
-        for a, z in zip(route[:-1], route[1:], strict=True):
+        for a, z in itertools.pairwise(route):
             assert z in nxt[ptr[a]:ptr[a + 1]]
         assert _route_cost(net, route, times) == pytest.approx(expect)
 
@@ -51,7 +53,7 @@ def test_route_trips_shares_routes_and_flags_unroutable(small_grid):
     a, z = net.edge_ids[starts[0]], net.edge_ids[ends[-1]]
     # A fringe exit edge leads nowhere: nothing can be routed out of it.
     trips = [Trip("x", 0, a, z), Trip("y", 1, a, z), Trip("dead", 2, z, a)]
-    start, length, edges = route_trips(net, trips)
+    start, length, _edges = route_trips(net, trips)
     assert start[0] == start[1] and length[0] == length[1] > 1
     assert length[2] == 0
     with pytest.raises(DemandError, match="unknown edge"):

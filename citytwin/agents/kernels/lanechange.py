@@ -190,7 +190,7 @@ def _fits(x, lane_i, p, length, skip1, skip2, order, veh, types, ls):
     vehicles there (ignoring ``skip1`` and ``skip2``)?"""
     for q in range(ls.lane_start[lane_i], ls.lane_start[lane_i + 1]):
         j = order[q]
-        if j == skip1 or j == skip2 or j == x:
+        if j in (skip1, skip2, x):
             continue
         pj = veh.pos[j]
         if pj >= p:

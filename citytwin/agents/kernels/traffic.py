@@ -427,7 +427,8 @@ def _teleport(i, veh, types, roads, ls, route_edges) -> bool:
         nxt = route_edges[rs + r + 1] if r < last else -1
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
         best, best_c = -1, -1
-        for lane_i in range(roads.edge_first_lane[e], roads.edge_first_lane[e] + roads.edge_num_lanes[e]):
+        first = roads.edge_first_lane[e]
+        for lane_i in range(first, first + roads.edge_num_lanes[e]):
             if ls.tail_back[lane_i] - ls.reserved[lane_i] < need:
                 continue
             c = -1

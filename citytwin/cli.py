@@ -1,0 +1,229 @@
+"""The ``citytwin`` command line: run a scenario and write its run folder, list scenarios.
+
+Each subcommand is one ``_add_<name>(subparsers)`` function that registers its parser and sets
+``handler``; :func:`main` parses, dispatches and turns errors into exit codes, so a new
+subcommand (``device``, ``bridge``, ``replay``, ``compare``) is one more function in
+:data:`_COMMANDS`.
+
+Exit codes: 0 ok; 1 the run failed (stepping or writing outputs, or an unexpected error);
+2 bad input (arguments, unknown scenario, invalid scenario file); 130 interrupted. Errors are
+one line on stderr plus a hint; ``--debug`` or ``CITYTWIN_DEBUG=1`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from citytwin.errors import CityTwinError, DemandError, NetworkError, ScenarioError
+
+#: Errors that mean "the input is wrong" (exit code 2); every other error is a failed run (1).
+_BAD_INPUT = (ScenarioError, NetworkError, DemandError)
+#: Progress bar refreshes at most this often (seconds of wall time).
+_PROGRESS_INTERVAL = 0.25
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, bad arguments (argparse printed why)
+        return exc.code if isinstance(exc.code, int) else 2
+    debug = bool(getattr(args, "debug", False)) or os.environ.get("CITYTWIN_DEBUG", "") not in (
+        "", "0")
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("citytwin: interrupted", file=sys.stderr)
+        return 130
+    except _BAD_INPUT as exc:
+        _report(exc, "check the scenario file (docs/scenarios.md describes every key)", debug)
+        return 2
+    except CityTwinError as exc:
+        _report(exc, "rerun with --debug for the traceback", debug)
+        return 1
+    except OSError as exc:
+        _report(exc, "check that the run folder (--out) can be written", debug)
+        return 1
+    except Exception as exc:  # the CLI's last line of defence
+        _report(exc, "this is a bug in citytwin; rerun with --debug and report the traceback",
+                debug, unexpected=True)
+        return 1
+
+
+def _report(exc: BaseException, hint: str, debug: bool, unexpected: bool = False) -> None:
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    name = f"{type(exc).__name__}: " if unexpected else ""
+    print(f"citytwin: error: {name}{exc}", file=sys.stderr)
+    if not debug:
+        print(f"hint: {hint}", file=sys.stderr)
+
+
+# -- parsers ----------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    from citytwin import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="citytwin", description="A city traffic digital twin on Mesa and Numba.")
+    parser.add_argument("--version", action="version", version=f"citytwin {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="print tracebacks of errors (also: CITYTWIN_DEBUG=1)")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for add in _COMMANDS:
+        add(sub, common)
+    return parser
+
+
+def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("run", parents=[common], help="run a scenario and write its outputs",
+                       description="Run a scenario and write manifest.json, kpis.json and "
+                       "trips/summary/junctions.parquet into a run folder.")
+    p.add_argument("scenario", metavar="SCENARIO",
+                   help="a built-in scenario name (see 'citytwin list') or a .toml file")
+    p.add_argument("--seed", type=_non_negative_int, default=None,
+                   help="seed of the run (default: the scenario's seed)")
+    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                   help="run exactly S sim seconds (default: the scenario's duration, or "
+                   "until every trip finished)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="run folder (default: runs/<scenario>-<seed>-<UTC time>)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no KPI table; print only the run folder")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _add_list(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("list", parents=[common], help="list the built-in scenarios")
+    p.set_defaults(handler=_cmd_list)
+
+
+_COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
+    _add_run, _add_list]
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
+    return value
+
+
+# -- commands ---------------------------------------------------------------------------------
+def _cmd_list(args: argparse.Namespace) -> int:
+    from citytwin.scenarios import builtin_scenarios
+
+    found = builtin_scenarios()
+    width = max((len(n) for n in found), default=0)
+    for name, description in found.items():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from citytwin.model.outputs import write_run
+    from citytwin.scenarios import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    seed = scenario.seed if args.seed is None else args.seed
+    city = scenario.build_city(seed)
+    started = datetime.now(UTC)
+    out = args.out or _default_out(scenario.name, seed, started)
+    duration = args.duration if args.duration is not None else scenario.spec.duration
+    show_progress = not args.quiet and sys.stderr.isatty()
+    with _Progress(duration, enabled=show_progress) as progress:
+        scenario.run(city, duration=args.duration, callback=progress.update)
+    path = write_run(city, out, scenario_name=scenario.name, scenario_path=scenario.path,
+                     scenario_sha256=scenario.sha256, seed=seed, started=started,
+                     extra={"duration_requested_s": duration,
+                            "max_duration_s": scenario.spec.max_duration})
+    if not args.quiet:
+        _print_kpis(city.kpis(), sys.stdout)
+    print(f"outputs written to {path}")
+    return 0
+
+
+def _default_out(name: str, seed: int, started: datetime) -> Path:
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    base = Path("runs") / f"{name}-{seed}-{stamp}"
+    out, k = base, 1
+    while out.exists():  # two runs in the same second
+        k += 1
+        out = base.with_name(f"{base.name}-{k}")
+    return out
+
+
+class _Progress:
+    """A tqdm bar over sim seconds, refreshed at most every :data:`_PROGRESS_INTERVAL` s."""
+
+    def __init__(self, total: float | None, *, enabled: bool) -> None:
+        self._bar = None
+        self._shown = 0.0
+        self._last = 0.0
+        if enabled:
+            from tqdm import tqdm
+
+            fmt = ("{l_bar}{bar}| {n:.0f}/{total:.0f} sim s [{elapsed}<{remaining}, "
+                   "{rate_fmt}]" if total else "{n:.0f} sim s [{elapsed}, {rate_fmt}]")
+            self._bar = tqdm(total=total, unit=" sim s", file=sys.stderr, dynamic_ncols=True,
+                             mininterval=_PROGRESS_INTERVAL, leave=False, bar_format=fmt)
+
+    def update(self, sim_time: float) -> None:
+        if self._bar is None:
+            return
+        now = time.monotonic()
+        if now - self._last >= _PROGRESS_INTERVAL:
+            self._last = now
+            self._bar.update(sim_time - self._shown)
+            self._shown = sim_time
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+_TABLE = (
+    ("inserted", "vehicles_inserted", "{:d}"),
+    ("arrived", "vehicles_arrived", "{:d}"),
+    ("running at end", "vehicles_running_end", "{:d}"),
+    ("teleports", "teleports", "{:d}"),
+    ("mean duration", "mean_duration_s", "{:.1f} s"),
+    ("mean time loss", "mean_time_loss_s", "{:.1f} s"),
+    ("mean waiting", "mean_waiting_time_s", "{:.1f} s"),
+    ("sim time", "sim_seconds", "{:.0f} s"),
+    ("updates/s", "updates_per_second", "{:,.0f}"),
+    ("wall time (steps)", "step_wall_seconds", "{:.2f} s"),
+)
+
+
+def _print_kpis(kpis: dict, out: TextIO) -> None:
+    width = max(len(label) for label, _, _ in _TABLE)
+    for label, key, fmt in _TABLE:
+        value = kpis[key]
+        text = "n/a" if isinstance(value, float) and value != value else fmt.format(value)
+        print(f"{label:<{width}}  {text:>12}", file=out)
