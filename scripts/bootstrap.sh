@@ -50,10 +50,21 @@ if [ ! -x "$venv/bin/python" ] || ! is_py312 "$venv/bin/python"; then
     "$python" -m venv "$venv"
 fi
 
-stamp=$venv/.citytwin-installed
-want="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+stamp=$venv/.citytwin-installed  # line 1: hash of pyproject.toml; line 2: extras installed
+hash=$(sha256sum pyproject.toml | cut -d' ' -f1)
+have_hash=$(sed -n 1p "$stamp" 2>/dev/null || true)
+have_extras=$(sed -n 2p "$stamp" 2>/dev/null || true)
+missing=""
+for extra in ${extras//,/ }; do
+    case ",$have_extras," in *",$extra,"*) ;; *) missing="$missing $extra" ;; esac
+done
+if [ "$hash" != "$have_hash" ] || [ -n "$missing" ]; then
+    [ "$hash" = "$have_hash" ] && extras="$have_extras,${extras}"
+    echo "bootstrap: installing citytwin[$extras] into $venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
-    "$venv/bin/python" -m pip install --quiet -e ".[$extras]"
-    echo "$want" > "$stamp"
+    "$venv/bin/python" -m pip install --quiet -e ".[$extras]" 2> "$venv/pip-install.log" || {
+        cat "$venv/pip-install.log" >&2
+        exit 1
+    }
+    printf '%s\n%s\n' "$hash" "$extras" > "$stamp"
 fi
