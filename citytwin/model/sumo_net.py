@@ -52,7 +52,7 @@ def read_sumo_net(path: str | os.PathLike[str]) -> Network:
     except xml.sax.SAXParseException as exc:
         raise NetworkError(f"{path}:{exc.getLineNumber()}: not valid XML: "
                            f"{exc.getMessage()}") from None
-    except (KeyError, ValueError, AttributeError, IndexError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
         raise NetworkError(f"{path}: not a readable SUMO network ({type(exc).__name__}: "
                            f"{exc})") from None
     try:
