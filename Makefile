@@ -17,7 +17,7 @@ test: venv
 
 lint: venv
 	$(VENV)/bin/ruff check citytwin tests benchmarks
-	$(VENV)/bin/ruff format --check citytwin tests benchmarks
+	$(VENV)/bin/mypy citytwin
 
 bench: venv
 	CITYTWIN_EXTRAS=dev,sumo scripts/bootstrap.sh

@@ -7,6 +7,8 @@ its row. Actuated signals read them, and later so will devices.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import mesa
 import numpy as np
 
@@ -29,7 +31,7 @@ class LoopDetector(mesa.Agent):
     @property
     def count(self) -> int:
         """Vehicles whose front passed the loop since the start."""
-        return int(self._fleet.arrays.count[self.index])
+        return int(self._fleet.arrays.counts[self.index])
 
     @property
     def present(self) -> bool:
@@ -45,7 +47,8 @@ class LoopDetector(mesa.Agent):
 class DetectorFleet:
     """All loop detectors of a city, grouped by lane for the kernels."""
 
-    def __init__(self, n_lanes: int, ids: list[str], lane: np.ndarray, pos: np.ndarray) -> None:
+    def __init__(self, n_lanes: int, ids: list[str], lane: Sequence[int] | np.ndarray,
+                 pos: Sequence[float] | np.ndarray) -> None:
         self.ids = list(ids)
         self.lane = np.asarray(lane, np.int32)
         n = len(self.ids)
@@ -53,8 +56,8 @@ class DetectorFleet:
         ptr = np.zeros(n_lanes + 1, np.int32)
         np.add.at(ptr, self.lane + 1, 1)
         self.arrays = Detectors(
-            lane_ptr=np.cumsum(ptr).astype(np.int32), index=by_lane,
-            pos=np.asarray(pos, np.float64), count=np.zeros(n, np.int64),
+            lane_ptr=np.cumsum(ptr).astype(np.int32), by_lane=by_lane,
+            pos=np.asarray(pos, np.float64), counts=np.zeros(n, np.int64),
             present=np.zeros(n, np.uint8), occupied=np.zeros(n),
             last_on=np.full(n, -1e18))
 

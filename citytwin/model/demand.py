@@ -110,7 +110,11 @@ class Flow:
             return self.begin + np.flatnonzero(draws < self.probability).astype(np.float64)
         if self.number is not None:
             return self.begin + np.arange(self.number) * (span / self.number)
-        period = self.period if self.period is not None else 3600.0 / float(self.vehs_per_hour)
+        if self.period is not None:
+            period = self.period
+        else:
+            assert self.vehs_per_hour is not None  # __post_init__: exactly one rate is set
+            period = 3600.0 / self.vehs_per_hour
         return self.begin + np.arange(0.0, span - 1e-9, period)
 
 

@@ -126,9 +126,9 @@ def _add_junction_logic(b: NetworkBuilder, rows: int, cols: int, r: int, c: int,
         def yellow_of(s: str) -> str:
             return "".join("y" if ch in "Gg" else "r" for ch in s)
         red = "r" * len(moves)
-        kw = {"min_dur": min_green, "max_dur": max_green} if actuated else {}
-        phases = (Phase(green, ns_green, **kw), Phase(yellow, yellow_of(ns_green)),
-                  Phase(all_red, red), Phase(green, ew_green, **kw),
+        lo, hi = (min_green, max_green) if actuated else (None, None)
+        phases = (Phase(green, ns_green, lo, hi), Phase(yellow, yellow_of(ns_green)),
+                  Phase(all_red, red), Phase(green, ew_green, lo, hi),
                   Phase(yellow, yellow_of(ew_green)), Phase(all_red, red))
         tls = here
         b.add_signal_program(SignalProgram(here, phases, 0.0,

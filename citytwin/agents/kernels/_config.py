@@ -13,8 +13,8 @@ import numba
 #: floating point sums and break byte-for-byte determinism across builds.
 NJIT_FLAGS: dict[str, bool] = {"cache": True, "nogil": True, "fastmath": False}
 
-njit = numba.njit(**NJIT_FLAGS)
+njit = numba.njit(**NJIT_FLAGS)  # type: ignore[call-overload]
 
 #: For small helpers called in hot loops: compiled into their callers (no call overhead and
 #: no passing of array bundles by value).
-njit_inline = numba.njit(inline="always", **NJIT_FLAGS)
+njit_inline = numba.njit(inline="always", **NJIT_FLAGS)  # type: ignore[call-overload]

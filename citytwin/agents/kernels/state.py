@@ -82,9 +82,9 @@ class Detectors(NamedTuple):
     """Loop detectors (SUMO E1) on lanes; CSR by lane."""
 
     lane_ptr: np.ndarray     # i4[n_lanes+1]
-    index: np.ndarray        # i4 detector ids ordered by lane
+    by_lane: np.ndarray      # i4 detector ids ordered by lane
     pos: np.ndarray          # f8[n_det] position on its lane
-    count: np.ndarray        # i8[n_det] vehicles whose front passed
+    counts: np.ndarray       # i8[n_det] vehicles whose front passed
     present: np.ndarray      # u1[n_det] a vehicle is over the loop this tick
     occupied: np.ndarray     # f8[n_det] seconds occupied (accumulated)
     last_on: np.ndarray      # f8[n_det] last time a vehicle was over or passed the loop

@@ -274,10 +274,10 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
 def _detect(lane_i, a, b, length, t_end, det):
     """Loop detectors on ``lane_i`` passed by a front moving from ``a`` to ``b``."""
     for q in range(det.lane_ptr[lane_i], det.lane_ptr[lane_i + 1]):
-        d = det.index[q]
+        d = det.by_lane[q]
         x = det.pos[d]
         if a < x <= b:
-            det.count[d] += 1
+            det.counts[d] += 1
             det.last_on[d] = t_end
         if b - length <= x <= b:
             det.present[d] = 1
