@@ -14,7 +14,7 @@ def step_checked(city: City, ticks: int) -> dict[str, int]:
     net = city.network
     nn = net.n_normal_lanes
     length = city.fleet.types.length
-    seen = {"entries": 0, "pairs": 0}
+    seen = {"entries": 0, "pairs": 0, "conflicts": 0}
     for _ in range(ticks):
         prev_lane, prev_alive = city.fleet.veh.lane.copy(), city.fleet.veh.alive.copy()
         city.step()
@@ -32,14 +32,34 @@ def step_checked(city: City, ticks: int) -> dict[str, int]:
         gaps = (veh.pos[o[1:]] - length[veh.vtype[o[1:]]] - veh.pos[o[:-1]])[same]
         assert gaps.size == 0 or gaps.min() >= -1e-9
         seen["pairs"] += int(same.sum())
-        # Crossing streams never share the junction: no two conflicting connections occupied.
-        occupied = {int(x) - nn for x in veh.lane[slots] if x >= nn}
-        for c in occupied:
-            foes = net.conn_foe[net.conn_foe_ptr[c]:net.conn_foe_ptr[c + 1]]
-            assert not occupied.intersection(foes.tolist())
+        # Crossing streams never share a conflict point: of two vehicles in crossing
+        # connections at most one has its back short of the crossing; merging connections
+        # never hold two fronts at once.
+        inside = slots[veh.lane[slots] >= nn]
+        back = {}
+        for i in inside:
+            c = int(veh.lane[i]) - nn
+            back[c] = min(back.get(c, np.inf), veh.pos[i] - length[veh.vtype[i]])
+        for c in back:
+            for q in range(net.conn_foe_ptr[c], net.conn_foe_ptr[c + 1]):
+                f, clear_f = int(net.conn_foe[q]), net.conn_foe_clear[q]
+                if f not in back or clear_f < 0:
+                    continue
+                if np.isinf(clear_f):
+                    raise AssertionError(f"merging connections {c} and {f} both occupied")
+                q_back = _entry(net, f, c)
+                assert back[f] >= clear_f or back[c] >= net.conn_foe_clear[q_back], (
+                    f"connections {c} and {f} both short of their conflict point")
+            seen["conflicts"] += 1
         # Conservation.
         k = city.kpis()
         assert k["vehicles_inserted"] == (k["vehicles_arrived"] + k["vehicles_running_end"]
                                           + k["vehicles_teleported_out"])
         assert len(city.agents_by_type.get(Vehicle, [])) == city.fleet.n_running
     return seen
+
+
+def _entry(net, c: int, f: int) -> int:
+    """Index of ``f`` in the foe list of ``c``."""
+    lo, hi = net.conn_foe_ptr[c], net.conn_foe_ptr[c + 1]
+    return lo + int(np.flatnonzero(net.conn_foe[lo:hi] == f)[0])

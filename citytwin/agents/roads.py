@@ -68,3 +68,5 @@ class RoadArrays(NamedTuple):
     conn_foe: np.ndarray          # i4[...]
     conn_resp_ptr: np.ndarray     # i4[n_conns+1] CSR: foes this connection must yield to
     conn_resp: np.ndarray         # i4[...]
+    conn_foe_clear: np.ndarray    # f8[len(conn_foe)] where a foe's vehicle backs clear the
+    #                               conflict point (kernels.geometry: MERGE, NO_CONFLICT)

@@ -20,6 +20,7 @@ from functools import cached_property
 import networkx as nx
 import numpy as np
 
+from citytwin.agents.kernels.geometry import conflict_clearances
 from citytwin.agents.roads import MAJOR, MINOR, RoadArrays, state_code
 from citytwin.errors import NetworkError
 
@@ -301,6 +302,18 @@ def _csr(rows: Sequence[Iterable[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ptr, np.asarray(flat, dtype=np.int32)
 
 
+def _foe_clearances(conns: Sequence[_Conn], lane_length: np.ndarray, n_normal: int,
+                    conn_to_lane: np.ndarray, foe_ptr: np.ndarray,
+                    foe: np.ndarray) -> np.ndarray:
+    sizes = np.array([len(c.shape) for c in conns], dtype=np.int64)
+    shape_ptr = np.zeros(len(conns) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=shape_ptr[1:])
+    xy = np.array([p for c in conns for p in c.shape], dtype=np.float64).reshape(-1, 2)
+    return conflict_clearances(shape_ptr, np.ascontiguousarray(xy[:, 0]),
+                               np.ascontiguousarray(xy[:, 1]), lane_length, n_normal,
+                               conn_to_lane, foe_ptr, foe)
+
+
 class Network:
     """A read-only road network. Build one with :class:`NetworkBuilder` or a generator."""
 
@@ -372,6 +385,8 @@ class Network:
         self.lane_out_ptr, self.lane_out = _csr(out_rows)
         self.conn_foe_ptr, self.conn_foe = _csr([c.foes for c in conns])
         self.conn_resp_ptr, self.conn_resp = _csr([c.response for c in conns])
+        self.conn_foe_clear = _foe_clearances(conns, lane_length, n_normal, c_to,
+                                              self.conn_foe_ptr, self.conn_foe)
         self._validate()
 
     def _validate(self) -> None:
@@ -416,6 +431,7 @@ class Network:
             conn_tls=self.conn_tls, conn_link=self.conn_link, conn_static=self.conn_static,
             conn_foe_ptr=self.conn_foe_ptr, conn_foe=self.conn_foe,
             conn_resp_ptr=self.conn_resp_ptr, conn_resp=self.conn_resp,
+            conn_foe_clear=self.conn_foe_clear,
         )
 
     @cached_property

@@ -88,7 +88,8 @@ def _convert(net) -> Network:
     tls_kept = {program.tls_id for program, _ in programs}
 
     # Connections, numbered per junction by SUMO's request index (incoming lanes in the
-    # junction's order, each lane's links in file order).
+    # junction's order, each lane's links in file order; walking-area connections and the
+    # pedestrian crossings that follow all vehicle links have none we use).
     conn_of_link: dict[tuple[str, int], int] = {}
     for node in sorted(nodes, key=lambda n: n.getID()):
         request = 0
@@ -97,6 +98,8 @@ def _convert(net) -> Network:
                 continue
             lane = net.getLane(lane_id)
             for c in lane.getOutgoing():
+                if c.getToLane().getID().startswith(":"):
+                    continue  # sidewalk into a walking area: not a link of the junction logic
                 index = request
                 request += 1
                 from_lane, to_lane = c.getFromLane(), c.getToLane()

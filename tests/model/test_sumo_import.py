@@ -117,6 +117,39 @@ def test_conflicts_match_sumolib_request_matrices(path):
     assert n_resp > 0
 
 
+BERLIN_NET = Path(__file__).resolve().parents[2] / "citytwin/scenarios/builtin/berlin.net.xml.gz"
+
+
+@pytest.mark.parametrize("path", [SIDEWALK_NET, BERLIN_NET], ids=["sidewalks", "berlin"])
+def test_conflicts_indexed_like_the_signal_links_when_sidewalks_exist(path):
+    """Sidewalk connections into walking areas take no request index. Oracle: a traffic
+    light that netconvert named after its one junction numbers the links in request order,
+    so a connection's ``linkIndex`` is its row in the junction's request matrix."""
+    net = read_sumo_net(path)
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rb") as f:
+        root = ET.parse(f).getroot()
+    requests = {j.get("id"): {int(r.get("index")): (r.get("foes"), r.get("response"))
+                              for r in j.iter("request")} for j in root.iter("junction")}
+    checked = 0
+    for a in range(net.n_connections):
+        node = net.junction_ids[net.conn_junction[a]]
+        if net.conn_tls[a] < 0 or net.tls_ids[net.conn_tls[a]] != node:
+            continue
+        rows = requests[node]
+        foes_mask, resp_mask = rows[int(net.conn_link[a])]
+        foes = set(net.conn_foe[net.conn_foe_ptr[a]:net.conn_foe_ptr[a + 1]].tolist())
+        resp = set(net.conn_resp[net.conn_resp_ptr[a]:net.conn_resp_ptr[a + 1]].tolist())
+        for b in range(net.n_connections):
+            if b == a or net.conn_junction[b] != net.conn_junction[a] or net.conn_tls[b] < 0:
+                continue
+            bit = int(net.conn_link[b])
+            assert (b in foes) == (foes_mask[::-1][bit] == "1"), (a, b)
+            assert (b in resp) == (resp_mask[::-1][bit] == "1"), (a, b)
+            checked += 1
+    assert checked > 100
+
+
 def test_unsignalised_net_has_no_programs_and_runs_safely(rng):
     net = read_sumo_net(PRIORITY_NET)
     assert net.programs == [] and (net.conn_tls == -1).all()

@@ -69,7 +69,8 @@ class LaneState(NamedTuple):
     lane_start: np.ndarray   # i4[n_lanes+1] CSR into the sorted order
     tail_back: np.ndarray    # f8[n_lanes] back position of the last vehicle (lane length if empty)
     tail_speed: np.ndarray   # f8[n_lanes]
-    occ: np.ndarray          # i4[n_conns] vehicles inside each connection
+    occ: np.ndarray          # i4[n_conns] vehicles whose front is inside each connection
+    min_back: np.ndarray     # f8[n_conns] rearmost back position on each connection (inf: none)
     reserved: np.ndarray     # f8[n_lanes] space claimed by vehicles inside junctions
     approach: np.ndarray     # f8[n_conns] earliest arrival time of a vehicle at each link
     approach_wait: np.ndarray  # f8[n_conns] halting time of that vehicle if standing, else -1

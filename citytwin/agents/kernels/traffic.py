@@ -106,6 +106,7 @@ def prepass(order, n, veh, types, roads, ls):
     n_lanes = roads.lane_length.shape[0]
     n_normal = roads.n_normal
     ls.occ[:] = 0
+    ls.min_back[:] = np.inf
     ls.reserved[:] = 0.0
     ls.approach[:] = np.inf
     ls.approach_wait[:] = -1.0
@@ -123,20 +124,23 @@ def prepass(order, n, veh, types, roads, ls):
             ls.occ[c] += e - s
             to = roads.conn_to_lane[c]
             for k in range(s, e):
-                ty = veh.vtype[order[k]]
+                i = order[k]
+                ty = veh.vtype[i]
                 ls.reserved[to] += types.length[ty] + types.min_gap[ty]
+                ls.min_back[c] = min(ls.min_back[c], veh.pos[i] - types.length[ty])
         else:
             for k in range(s, e):  # backs still inside the junction behind them
                 i = order[k]
                 inside = types.length[veh.vtype[i]] - veh.pos[i]
                 if inside <= 0.0:
                     break
-                # A back in the last half of its connection has passed where crossing paths
-                # meet it (mid-junction); counting it would let two vehicles straddling short
-                # edges block each other for ever.
+                # A back in the last half of its connection is left out: two vehicles
+                # straddling short edges could otherwise block each other for ever.
                 lc = veh.last_conn[i]
-                if lc >= 0 and inside > 0.5 * roads.lane_length[n_normal + lc]:
-                    ls.occ[lc] += 1
+                if lc >= 0:
+                    lc_len = roads.lane_length[n_normal + lc]
+                    if inside > 0.5 * lc_len:
+                        ls.min_back[lc] = min(ls.min_back[lc], lc_len - inside)
             front = order[e - 1]
             c = veh.next_conn[front]
             if c >= 0 and ls.conn_state[c] != RED:
@@ -152,6 +156,21 @@ def prepass(order, n, veh, types, roads, ls):
 
 
 @njit_inline
+def foes_inside(c, roads, ls) -> bool:
+    """Is a vehicle inside a foe of connection ``c`` and not yet past their conflict
+    point (for a merging foe: still inside at all)?"""
+    for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
+        f = roads.conn_foe[q]
+        clear = roads.conn_foe_clear[q]
+        if clear == np.inf:
+            if ls.occ[f] > 0:
+                return True
+        elif clear >= 0.0 and ls.min_back[f] < clear:  # clear < 0: no common point
+            return True
+    return False
+
+
+@njit_inline
 def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
     """May vehicle ``i``, ``dist`` metres before the stop line of link ``c``, drive on?"""
     st = ls.conn_state[c]
@@ -162,9 +181,8 @@ def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
         return False  # can stop comfortably: do so
     eta = dist / max(v, 1.0)
     if eta < CONFLICT_WINDOW:
-        for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
-            if ls.occ[roads.conn_foe[q]] > 0:
-                return False
+        if foes_inside(c, roads, ls):
+            return False
         if st == MINOR:
             via = roads.n_normal + c
             if veh.halt_cont[i] < IMPATIENCE:
@@ -174,8 +192,6 @@ def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
             mine = veh.halt_cont[i] if v < HALT_SPEED else -1.0
             for q in range(roads.conn_resp_ptr[c], roads.conn_resp_ptr[c + 1]):
                 f = roads.conn_resp[q]
-                if ls.occ[f] > 0:
-                    return False
                 if ls.approach[f] < clear:
                     # Yield cycles (mutual or round-robin yielding, common in SUMO's joined
                     # junctions) would wait forever: among standing vehicles the one that has
@@ -318,18 +334,14 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                     arrived = True
                     break
                 c = veh.next_conn[i]
-                blocked = c < 0 or ls.conn_state[c] == RED
-                if not blocked:
-                    for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
-                        if ls.occ[roads.conn_foe[q]] > 0:
-                            blocked = True
-                            break
+                blocked = c < 0 or ls.conn_state[c] == RED or foes_inside(c, roads, ls)
                 if blocked:  # hard stop at the line: never enter on red or into a foe
                     stats[S_BLOCKED] += 1
                     newp = ll
                     vn = 0.0
                     break
                 ls.occ[c] += 1
+                ls.min_back[c] = min(ls.min_back[c], newp - ll - length)
                 junction_passed[roads.conn_junction[c]] += 1
                 veh.last_conn[i] = c
                 _detect(lane_i, p, ll, length, t_end, det)
