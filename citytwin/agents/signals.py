@@ -14,6 +14,7 @@ import mesa
 import numpy as np
 
 from citytwin.agents.kernels.signals import ACTUATED, HOLD, STATIC, signals_step
+from citytwin.agents.kernels.tick import SignalArrays
 from citytwin.agents.roads import state_codes
 
 
@@ -98,8 +99,16 @@ class SignalFleet:
     def step(self, t: float, dt: float, max_gap: float, det_last_on: np.ndarray,
              conn_tls: np.ndarray, conn_link: np.ndarray, conn_static: np.ndarray,
              conn_state: np.ndarray) -> None:
-        """Advance every program by one tick and write the link states of all connections."""
+        """Advance every program by one tick and write the link states of all connections
+        (the city's tick kernel does this itself)."""
         signals_step(t, dt, max_gap, self.cur, self.elapsed, self.kind, self.phase_ptr,
                      self.ph_dur, self.ph_min, self.ph_max, self.ph_green, self.ph_state_ptr,
                      self.state_codes, self.ph_det_ptr, self.ph_det, det_last_on, conn_tls,
                      conn_link, conn_static, conn_state, self.switched)
+
+    @property
+    def arrays(self) -> SignalArrays:
+        """The arrays the tick kernel takes (views of this fleet's state)."""
+        return SignalArrays(self.cur, self.elapsed, self.kind, self.phase_ptr, self.ph_dur,
+                            self.ph_min, self.ph_max, self.ph_green, self.ph_state_ptr,
+                            self.state_codes, self.ph_det_ptr, self.ph_det, self.switched)

@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING
 import mesa
 import numpy as np
 
-from citytwin.agents.kernels import traffic
-from citytwin.agents.kernels.insertion import insert
-from citytwin.agents.kernels.lanechange import lane_change
-from citytwin.agents.kernels.state import LaneState, TripArrays, TypeArrays, VehicleArrays
+from citytwin.agents.kernels import tick as tk
+from citytwin.agents.kernels.state import TripArrays, TypeArrays, VehicleArrays
+from citytwin.agents.kernels.tick import FleetArrays
 from citytwin.agents.roads import RoadArrays
 
 if TYPE_CHECKING:
@@ -29,6 +28,7 @@ _VEH_DTYPES = {
     "next_conn": np.int32, "last_conn": np.int32, "trip": np.int32, "dist": np.float64,
     "waiting": np.float64, "halt_cont": np.float64, "stops": np.int32,
     "time_loss": np.float64, "lc_time": np.float64, "coop": np.int32,
+    "reach": np.float64, "reach_lane": np.int32, "reach_at": np.int64,
 }
 
 
@@ -39,7 +39,8 @@ class Vehicle(mesa.Agent):
         super().__init__(model)
         self._fleet = fleet
         self.slot = slot
-        self.vehicle_id: str = fleet.trip_ids[int(fleet.veh.trip[slot])]
+        self.trip = int(fleet.veh.trip[slot])
+        self.vehicle_id: str = fleet.trip_ids[self.trip]
 
     @property
     def speed(self) -> float:
@@ -115,18 +116,13 @@ class VehicleFleet:
             time_loss=np.zeros(n), stops=np.zeros(n, np.int32))
         self.route_edges = np.asarray(route_edges, np.int32)
         self.n_route = self.route_edges.size
-        self._next_trip = 0  # trips are sorted by depart; first not yet due
-        self.backlog = np.empty(max(n, 1), np.int32)
-        self.n_backlog = 0
         self.veh = _alloc(0)
-        self.order = np.empty(0, np.int32)
-        self._tmp = np.empty(0, np.int32)
-        self.free_slots = np.empty(0, np.int32)
-        self.n_free = 0
-        self.n_order = 0  # entries of ``order``; may hold departed slots until the next sort
-        self._n_alive = 0
-        self._inserted = np.empty(0, np.int32)
-        self._arrived = np.empty(0, np.int32)
+        self.arrays = FleetArrays(order=np.empty(0, np.int32), tmp=np.empty(0, np.int32),
+                                  free_slots=np.empty(0, np.int32),
+                                  backlog=np.empty(max(n, 1), np.int32),
+                                  inserted=np.empty(0, np.int32),
+                                  arrived=np.empty(0, np.int32),
+                                  counts=np.zeros(tk.N_COUNTS, np.int64))
         self._grow(max(16, min(capacity, n)))
 
     # -- capacity ---------------------------------------------------------------------------
@@ -135,26 +131,31 @@ class VehicleFleet:
         return int(self.veh.alive.shape[0])
 
     def _grow(self, new_cap: int) -> None:
-        old = self.capacity
+        old, a, c = self.capacity, self.arrays, self.arrays.counts
         veh = _alloc(new_cap)
         for name in _VEH_DTYPES:
             getattr(veh, name)[:old] = getattr(self.veh, name)
         self.veh = veh
         order = np.empty(new_cap, np.int32)
-        order[:self.n_order] = self.order[:self.n_order]
-        self.order = order
-        self._tmp = np.empty(new_cap, np.int32)
+        order[:self.n_order] = a.order[:self.n_order]
         free = np.empty(new_cap, np.int32)
-        free[:self.n_free] = self.free_slots[:self.n_free]
-        # New slots are handed out lowest first (the stack pops from the end).
+        n_free = self.n_free
+        free[:n_free] = a.free_slots[:n_free]
         fresh = np.arange(new_cap - 1, old - 1, -1, dtype=np.int32)
-        free[self.n_free:self.n_free + fresh.size] = fresh
-        # Keep the stack ordered so lower slots come out first.
-        self.free_slots = free
-        self.n_free += fresh.size
-        self.free_slots[:self.n_free] = np.sort(self.free_slots[:self.n_free])[::-1]
-        self._inserted = np.empty(new_cap, np.int32)
-        self._arrived = np.empty(new_cap, np.int32)
+        free[n_free:n_free + fresh.size] = fresh
+        n_free += fresh.size
+        # A stack ordered so that lower slots come out first.
+        free[:n_free] = np.sort(free[:n_free])[::-1]
+        c[tk.N_FREE] = n_free
+        self.arrays = a._replace(order=order, tmp=np.empty(new_cap, np.int32), free_slots=free,
+                                 inserted=np.empty(new_cap, np.int32),
+                                 arrived=np.empty(new_cap, np.int32))
+
+    def make_room(self, t: float) -> None:
+        """Grow so that every trip due at ``t`` and every waiting one gets a slot."""
+        due = int(np.searchsorted(self.trips.depart, t + 1e-9, side="right")) - self.next_trip
+        need = self.n_order + self.n_backlog + due + 16
+        self._grow(max(2 * self.capacity, need))
 
     def ensure_route_space(self, extra: int) -> None:
         """Make room for ``extra`` more edges in the route table."""
@@ -167,75 +168,45 @@ class VehicleFleet:
     @property
     def n_running(self) -> int:
         """Vehicles on the network now."""
-        return self._n_alive
+        return int(self.arrays.counts[tk.N_ALIVE])
 
-    def due(self, t: float) -> None:
-        """Move trips whose depart time has come into the insertion backlog."""
-        d = self.trips.depart
-        j = int(np.searchsorted(d, t + 1e-9, side="right"))
-        if j > self._next_trip:
-            new = np.arange(self._next_trip, j, dtype=np.int32)
-            new = new[self.trips.route_len[new] > 0]  # unroutable trips never depart
-            self.backlog[self.n_backlog:self.n_backlog + new.size] = new
-            self.n_backlog += new.size
-            self._next_trip = j
+    @property
+    def n_backlog(self) -> int:
+        """Trips due but waiting for room to depart."""
+        return int(self.arrays.counts[tk.N_BACKLOG])
+
+    @property
+    def n_order(self) -> int:
+        """Entries of ``order``; may hold departed slots until the next sort."""
+        return int(self.arrays.counts[tk.N_ORDER])
+
+    @property
+    def n_free(self) -> int:
+        return int(self.arrays.counts[tk.N_FREE])
+
+    @property
+    def next_trip(self) -> int:
+        """Trips are sorted by depart time; the first one not yet due."""
+        return int(self.arrays.counts[tk.NEXT_TRIP])
+
+    @property
+    def order(self) -> np.ndarray:
+        """Slots ordered by lane and position (first :attr:`n_order`)."""
+        return self.arrays.order
 
     @property
     def pending(self) -> int:
         """Trips not yet due plus trips waiting for room to depart."""
-        return len(self.trip_ids) - self._next_trip + self.n_backlog
+        return len(self.trip_ids) - self.next_trip + self.n_backlog
 
-    # -- per tick ---------------------------------------------------------------------------
-    def sort(self, ls: LaneState) -> None:
-        """Order running vehicles by lane and position."""
-        self.n_order = traffic.sort_by_lane(self.order, self.n_order, self.veh.alive,
-                                            self.veh.lane, self.veh.pos,
-                                            self.roads.lane_length.shape[0], self._tmp,
-                                            ls.lane_start)
-
-    def change_lanes(self, ls: LaneState, t: float, tick: int, dt: float) -> int:
-        """Lane changes of this tick; returns how many happened."""
-        return int(lane_change(self.order, self.n_order, self.veh, self.types, self.roads, ls,
-                               self.route_edges, t, tick, dt))
-
-    def prepass(self, ls: LaneState) -> None:
-        """Lane tails, junction occupancy and approach times for this tick."""
-        traffic.prepass(self.order, self.n_order, self.veh, self.types, self.roads, ls)
-
-    def drive(self, ls: LaneState, det, t: float, dt: float, ttt: float, jstats: tuple,
-              estats: tuple, stats: np.ndarray) -> np.ndarray:
-        """Car-following and movement. Returns the slots that left the network."""
-        traffic.follow(self.order, self.n_order, self.veh, self.types, self.roads, ls,
-                       self.route_edges, dt)
-        n_out = traffic.move(self.order, self.n_order, self.veh, self.types, self.roads, ls,
-                             self.route_edges, self.trips, det, t, dt, ttt, *jstats, *estats,
-                             self._arrived, stats)
-        return self._arrived[:n_out]
-
-    def insert(self, ls: LaneState, t: float, tick: int) -> np.ndarray:
-        """Insert due trips where there is room. Returns the new slots."""
-        self.due(t)
-        if self.n_backlog > self.n_free:
-            self._grow(max(2 * self.capacity, self.n_order + self.n_backlog + 16))
-        nb, n_free, n_order, n_ins = insert(
-            self.backlog, self.n_backlog, self.trips, self.veh, self.types, self.roads, ls,
-            self.route_edges, self.free_slots, self.n_free, self.order, self.n_order, t, tick,
-            self._inserted)
-        self.n_backlog, self.n_free, self.n_order = int(nb), int(n_free), int(n_order)
-        self._n_alive += int(n_ins)
-        return self._inserted[:n_ins]
-
-    def release(self, slots: np.ndarray) -> None:
-        """Return the slots of vehicles that left to the free list."""
-        k = slots.size
-        self._n_alive -= k
-        self.free_slots[self.n_free:self.n_free + k] = slots[::-1]
-        self.n_free += k
+    def last_tick(self) -> tuple[np.ndarray, np.ndarray]:
+        """Slots inserted and slots that left in the last tick run."""
+        a = self.arrays
+        return (a.inserted[:a.counts[tk.LAST_INSERTED]], a.arrived[:a.counts[tk.LAST_OUT]])
 
     def memory_bytes(self) -> int:
         """Bytes of simulation state held for vehicles and trips."""
-        arrays = [*self.veh, *self.trips, self.order, self._tmp, self.free_slots,
-                  self.route_edges, self.backlog, self._inserted, self._arrived]
+        arrays = [*self.veh, *self.trips, *self.arrays, self.route_edges]
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -244,4 +215,5 @@ def _alloc(cap: int) -> VehicleArrays:
     arrays["next_conn"][:] = -1
     arrays["last_conn"][:] = -1
     arrays["coop"][:] = -1
+    arrays["reach_lane"][:] = -1
     return VehicleArrays(**arrays)

@@ -14,6 +14,7 @@ reads the wall clock except to report how long stepping took.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,7 @@ import pyarrow as pa
 from citytwin.agents.detectors import DetectorFleet, LoopDetector
 from citytwin.agents.kernels.routes import apply_routes
 from citytwin.agents.kernels.state import LaneState
+from citytwin.agents.kernels.tick import FINISHED, NEED_ROOM, run_ticks
 from citytwin.agents.signals import SignalController, SignalFleet
 from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
 from citytwin.errors import NetworkError, SimulationError
@@ -151,64 +153,100 @@ class City(mesa.Model):
     # -- stepping ---------------------------------------------------------------------------
     def step(self) -> None:
         """Advance the city by one tick."""
-        cfg, fleet, ls = self.config, self.fleet, self.lanes
-        t, tick, net = self.sim_time, self.tick, self.network
-        self.signals.step(t, cfg.dt, cfg.max_gap, self.detectors.arrays.last_on, net.conn_tls,
-                          net.conn_link, net.conn_static, ls.conn_state)
-        fleet.sort(ls)
-        changes = fleet.change_lanes(ls, t, tick, cfg.dt) if fleet.n_order else 0
-        if changes:
-            fleet.sort(ls)
-        fleet.prepass(ls)
-        inserted = fleet.insert(ls, t, tick)
-        if inserted.size:
-            fleet.sort(ls)
-            fleet.prepass(ls)
-        n_on = fleet.n_running
-        gone = fleet.drive(ls, self.detectors.arrays, t, cfg.dt, cfg.time_to_teleport,
-                           self.metrics.jstats, self.metrics.estats, self.metrics.tick_stats)
-        if cfg.mesa_agents:
+        self._advance(1, stop_when_done=False)
+
+    def _advance(self, n_ticks: int, stop_when_done: bool) -> int:
+        """Run up to ``n_ticks`` ticks in chunks that end at every summary interval and
+        reroute; returns the ticks run (fewer when ``stop_when_done`` and all trips ended)."""
+        cfg, fleet = self.config, self.fleet
+        ran = 0
+        while ran < n_ticks:
+            chunk = min(n_ticks - ran, self._ticks_to_boundary())
+            done, why = run_ticks(
+                chunk, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, stop_when_done,
+                self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types, self.roads,
+                self.lanes, fleet.trips, fleet.route_edges, fleet.arrays, self.metrics.arrays)
+            ran += done
+            self.tick += done
+            self.sim_time = self.tick * cfg.dt
+            if done:
+                self._sync_agents(single_tick=done == 1)
+                if self.metrics.interval_ticks * cfg.dt >= cfg.summary_interval - 1e-9:
+                    self._close_interval()
+                if cfg.reroute_period > 0 and self.sim_time % cfg.reroute_period < cfg.dt / 2:
+                    self.reroute()
+            if why == NEED_ROOM:
+                fleet.make_room(self.sim_time)
+            elif why == FINISHED:
+                break
+        return ran
+
+    def _ticks_to_boundary(self) -> int:
+        """Ticks until the next summary interval closes or the next reroute is due."""
+        cfg = self.config
+        left = cfg.summary_interval - self.metrics.interval_ticks * cfg.dt
+        n = max(1, math.ceil(left / cfg.dt - 1e-9))
+        if cfg.reroute_period > 0:
+            for k in range(1, n + 1):
+                if ((self.tick + k) * cfg.dt) % cfg.reroute_period < cfg.dt / 2:
+                    return k
+        return n
+
+    def _sync_agents(self, single_tick: bool) -> None:
+        """Give every running vehicle its Mesa agent and remove those of vehicles gone."""
+        if not self.config.mesa_agents:
+            return
+        fleet, agents = self.fleet, self._vehicle_agents
+        if single_tick:
+            inserted, gone = fleet.last_tick()
             for slot in gone.tolist():
-                self._vehicle_agents.pop(slot).remove()
+                agents.pop(slot).remove()
             for slot in inserted.tolist():
-                self._vehicle_agents[slot] = Vehicle(self, fleet, slot)
-        fleet.release(gone)
-        self.metrics.after_tick(n_on, int(inserted.size), changes)
-        self.tick += 1
-        self.sim_time = self.tick * cfg.dt
-        if self.metrics.interval_ticks * cfg.dt >= cfg.summary_interval - 1e-9:
-            self._close_interval()
-        if cfg.reroute_period > 0 and self.sim_time % cfg.reroute_period < cfg.dt / 2:
-            self.reroute()
+                agents[slot] = Vehicle(self, fleet, slot)
+            return
+        veh = fleet.veh
+        for slot in [s for s, a in agents.items()
+                     if not veh.alive[s] or veh.trip[s] != a.trip]:
+            agents.pop(slot).remove()
+        for slot in np.flatnonzero(veh.alive).tolist():
+            if slot not in agents:
+                agents[slot] = Vehicle(self, fleet, slot)
 
     def _close_interval(self) -> None:
         self.metrics.close_interval(self.sim_time, self.fleet.n_running, self.fleet.n_backlog)
         self.datacollector.collect(self)
 
     def run_for(self, seconds: float, callback: Callable[[float], None] | None = None) -> None:
-        """Step for ``seconds`` of sim time; ``callback(sim_time)`` after every step.
+        """Step for ``seconds`` of sim time.
+
+        Ticks run in chunks inside one compiled kernel; ``callback(sim_time)`` is called after
+        every chunk (at least once per summary interval). Use :meth:`step` to act between
+        single ticks.
 
         Raises:
             SimulationError: a kernel failed (the message says at which sim time).
         """
-        n = round(seconds / self.config.dt)
+        self._run(round(seconds / self.config.dt), False, callback)
+
+    def run_until_done(self, max_seconds: float,
+                       callback: Callable[[float], None] | None = None) -> None:
+        """Step until every trip has arrived (or left) or ``max_seconds`` have passed."""
+        self._run(max(0, math.ceil((max_seconds - self.sim_time) / self.config.dt - 1e-9)), True,
+                  callback)
+
+    def _run(self, n: int, stop_when_done: bool,
+             callback: Callable[[float], None] | None) -> None:
         t0 = self._wall_clock()
         try:
-            for _ in range(n):
-                self.step()
-                if callback is not None:
+            while n > 0:
+                done = self._advance(min(n, self._ticks_to_boundary()), stop_when_done)
+                n -= done
+                if callback is not None and done:
                     callback(self.sim_time)
+                if done == 0 or (stop_when_done and self.finished):
+                    break
         except (ValueError, IndexError, FloatingPointError) as exc:
             raise SimulationError(f"stepping failed at t={self.sim_time:g} s: {exc}") from exc
-        finally:
-            self.step_wall_seconds += self._wall_clock() - t0
-
-    def run_until_done(self, max_seconds: float) -> None:
-        """Step until every trip has arrived (or left) or ``max_seconds`` have passed."""
-        t0 = self._wall_clock()
-        try:
-            while self.sim_time < max_seconds and (self.fleet.pending or self.fleet.n_running):
-                self.step()
         finally:
             self.step_wall_seconds += self._wall_clock() - t0
 

@@ -10,17 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from citytwin.agents.kernels.traffic import (
-    S_ARRIVED,
-    S_BLOCKED,
-    S_EMERGENCY,
-    S_HALTING,
-    S_MOVED,
-    S_OUT,
-    S_SPEED,
-    S_TELEPORTS,
-    STATS,
-)
+from citytwin.agents.kernels import tick as k
+from citytwin.agents.kernels.traffic import STATS
+
+#: Run totals (``Metrics.totals`` keys) and where they live in the accumulator vector.
+_TOTALS = {"vehicles_inserted": k.T_INSERTED, "vehicles_arrived": k.T_ARRIVED,
+           "teleports": k.T_TELEPORTS, "vehicles_teleported_out": k.T_OUT,
+           "emergency_brakes": k.T_EMERGENCY, "junction_blocks": k.T_BLOCKED,
+           "lane_changes": k.T_LANE_CHANGES, "vehicle_updates": k.T_UPDATES,
+           "ticks": k.T_TICKS}
 
 
 class Metrics:
@@ -30,99 +28,69 @@ class Metrics:
                  junction_mask: np.ndarray) -> None:
         self.junction_ids = junction_ids
         self.junction_rows = np.flatnonzero(junction_mask)  # junctions with connections
-        self.junction_wait = np.zeros(n_junctions)
-        self.junction_queue = np.zeros(n_junctions)
-        self.junction_passed = np.zeros(n_junctions, np.int64)
-        self._queue_max = np.zeros(n_junctions)
-        self.edge_speed_sum = np.zeros(n_edges)
-        self.edge_count = np.zeros(n_edges, np.int64)
-        self.tick_stats = np.zeros(STATS)
-        self.totals = {"vehicles_inserted": 0, "vehicles_arrived": 0, "teleports": 0,
-                       "vehicles_teleported_out": 0, "emergency_brakes": 0,
-                       "junction_blocks": 0, "lane_changes": 0, "vehicle_updates": 0,
-                       "ticks": 0}
-        self._iv: dict[str, float] = {}
-        self._reset_interval(0.0)
-        self._summary: dict[str, list] = {k: [] for k in (
+        self.arrays = k.MetricArrays(
+            junction_wait=np.zeros(n_junctions), junction_queue=np.zeros(n_junctions),
+            junction_passed=np.zeros(n_junctions, np.int64),
+            queue_prev=np.zeros(n_junctions), queue_max=np.zeros(n_junctions),
+            edge_speed_sum=np.zeros(n_edges), edge_count=np.zeros(n_edges, np.int64),
+            tick_stats=np.zeros(STATS), acc=np.zeros(k.N_ACC))
+        self._begin = 0.0
+        self._summary: dict[str, list] = {key: [] for key in (
             "begin", "end", "running", "waiting_to_depart", "inserted", "arrived",
             "mean_speed", "halting", "teleports")}
-        self._junctions: dict[str, list] = {k: [] for k in (
+        self._junctions: dict[str, list] = {key: [] for key in (
             "junction", "begin", "end", "vehicles", "mean_wait_s", "queue_mean", "queue_max")}
 
-    def _reset_interval(self, begin: float) -> None:
-        self._iv = {"begin": begin, "ticks": 0, "inserted": 0, "arrived": 0, "speed": 0.0,
-                    "moved": 0, "halting": 0, "teleports": 0}
-        self.junction_wait[:] = 0.0
-        self.junction_queue[:] = 0.0
-        self.junction_passed[:] = 0
-        self._queue_max[:] = 0.0
-        self._queue_prev = np.zeros_like(self.junction_queue)
+    @property
+    def totals(self) -> dict[str, int]:
+        """Run totals so far (counts)."""
+        acc = self.arrays.acc
+        return {name: int(acc[i]) for name, i in _TOTALS.items()}
 
     @property
-    def jstats(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.junction_wait, self.junction_queue, self.junction_passed
+    def edge_speed_sum(self) -> np.ndarray:
+        return self.arrays.edge_speed_sum
 
     @property
-    def estats(self) -> tuple[np.ndarray, np.ndarray]:
-        return self.edge_speed_sum, self.edge_count
-
-    def after_tick(self, n_on_network: int, n_inserted: int, lane_changes: int) -> None:
-        """Fold this tick's kernel stats into the interval and the run totals."""
-        s = self.tick_stats
-        t = self.totals
-        t["vehicles_inserted"] += n_inserted
-        t["vehicles_arrived"] += int(s[S_ARRIVED])
-        t["teleports"] += int(s[S_TELEPORTS])
-        t["vehicles_teleported_out"] += int(s[S_OUT])
-        t["emergency_brakes"] += int(s[S_EMERGENCY])
-        t["junction_blocks"] += int(s[S_BLOCKED])
-        t["lane_changes"] += lane_changes
-        t["vehicle_updates"] += n_on_network
-        t["ticks"] += 1
-        iv = self._iv
-        iv["ticks"] += 1
-        iv["inserted"] += n_inserted
-        iv["arrived"] += int(s[S_ARRIVED])
-        iv["speed"] += float(s[S_SPEED])
-        iv["moved"] += int(s[S_MOVED])
-        iv["halting"] += int(s[S_HALTING])
-        iv["teleports"] += int(s[S_TELEPORTS])
-        # junction_queue accumulates halting counts; this tick's count is the increase.
-        q_now = self.junction_queue - self._queue_prev
-        np.maximum(self._queue_max, q_now, out=self._queue_max)
-        self._queue_prev = self.junction_queue.copy()
+    def edge_count(self) -> np.ndarray:
+        return self.arrays.edge_count
 
     def close_interval(self, end: float, running: int, waiting: int) -> None:
         """Write the rows of the interval ending at ``end`` and start the next one."""
-        iv = self._iv
-        ticks = max(iv["ticks"], 1)
+        m, acc = self.arrays, self.arrays.acc
+        ticks = max(int(acc[k.I_TICKS]), 1)
         s = self._summary
-        s["begin"].append(iv["begin"])
+        s["begin"].append(self._begin)
         s["end"].append(end)
         s["running"].append(running)
         s["waiting_to_depart"].append(waiting)
-        s["inserted"].append(iv["inserted"])
-        s["arrived"].append(iv["arrived"])
-        s["mean_speed"].append(iv["speed"] / iv["moved"] if iv["moved"] else float("nan"))
-        s["halting"].append(iv["halting"] / ticks)
-        s["teleports"].append(iv["teleports"])
+        s["inserted"].append(int(acc[k.I_INSERTED]))
+        s["arrived"].append(int(acc[k.I_ARRIVED]))
+        moved = int(acc[k.I_MOVED])
+        s["mean_speed"].append(float(acc[k.I_SPEED]) / moved if moved else float("nan"))
+        s["halting"].append(int(acc[k.I_HALTING]) / ticks)
+        s["teleports"].append(int(acc[k.I_TELEPORTS]))
         j = self._junctions
         rows = self.junction_rows
-        passed = self.junction_passed[rows]
+        passed = m.junction_passed[rows]
         with np.errstate(invalid="ignore", divide="ignore"):
-            wait = np.where(passed > 0, self.junction_wait[rows] / passed, np.nan)
+            wait = np.where(passed > 0, m.junction_wait[rows] / passed, np.nan)
         j["junction"].extend(self.junction_ids[r] for r in rows)
-        j["begin"].extend([iv["begin"]] * rows.size)
+        j["begin"].extend([self._begin] * rows.size)
         j["end"].extend([end] * rows.size)
         j["vehicles"].extend(passed.tolist())
         j["mean_wait_s"].extend(wait.tolist())
-        j["queue_mean"].extend((self.junction_queue[rows] / ticks).tolist())
-        j["queue_max"].extend(self._queue_max[rows].astype(np.int64).tolist())
-        self._reset_interval(end)
+        j["queue_mean"].extend((m.junction_queue[rows] / ticks).tolist())
+        j["queue_max"].extend(m.queue_max[rows].astype(np.int64).tolist())
+        self._begin = end
+        acc[k.I_TICKS:] = 0.0
+        for a in (m.junction_wait, m.junction_queue, m.junction_passed, m.queue_prev,
+                  m.queue_max):
+            a[:] = 0
 
     @property
     def interval_ticks(self) -> int:
-        return int(self._iv["ticks"])
+        return int(self.arrays.acc[k.I_TICKS])
 
     def summary_table(self) -> pa.Table:
         s = self._summary

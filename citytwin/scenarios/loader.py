@@ -190,7 +190,7 @@ class Scenario:
         Args:
             city: A city built from this scenario.
             duration: Overrides the file's ``duration``.
-            callback: Called with the sim time after every tick.
+            callback: Called with the sim time as stepping goes (see ``City.run_for``).
 
         Raises:
             SimulationError: stepping failed.
@@ -199,9 +199,7 @@ class Scenario:
         if duration is not None:
             city.run_for(duration, callback)
             return
-        cap = self.spec.max_duration - city.config.dt / 2
-        while not city.finished and city.sim_time < cap:
-            city.run_for(city.config.dt, callback)
+        city.run_until_done(self.spec.max_duration, callback)
 
     # -- checks -------------------------------------------------------------------------------
     def _error(self, field: str, message: str) -> ScenarioError:

@@ -138,7 +138,13 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
         nxt = route_edges[rs + r + 1] if r < last else -1
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
         to_end = roads.lane_length[lane_i] - veh.pos[i]
-        own = _reach(lane_i, r, rs, last, route_edges, roads) if nxt >= 0 else REACH
+        own = REACH
+        if nxt >= 0:  # the reach of a lane depends only on the lane and the route ahead
+            if veh.reach_lane[i] != lane_i or veh.reach_at[i] != rs + r:
+                veh.reach[i] = _reach(lane_i, r, rs, last, route_edges, roads)
+                veh.reach_lane[i] = lane_i
+                veh.reach_at[i] = rs + r
+            own = veh.reach[i]
         if own < REACH:
             # Strategic: head for the nearest lane that leads on furthest (SUMO's best lanes).
             best, best_q, best_d = -1, own, 1 << 30

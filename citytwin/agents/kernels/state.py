@@ -30,6 +30,9 @@ class VehicleArrays(NamedTuple):
     time_loss: np.ndarray   # f8 s
     lc_time: np.ndarray     # f8 sim time of the last lane change
     coop: np.ndarray        # i4 vehicle this one makes room for (cooperative lane change)
+    reach: np.ndarray       # f8 cached lane-change reach of (reach_lane, reach_at)
+    reach_lane: np.ndarray  # i4 lane the cached reach is for (-1: none)
+    reach_at: np.ndarray    # i8 route-table index (route_start + ridx) it is for
 
 
 class TypeArrays(NamedTuple):

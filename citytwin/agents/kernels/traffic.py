@@ -91,13 +91,23 @@ def idm(v: float, v0: float, gap: float, dv: float, a: float, b: float, s0: floa
     closing at ``dv`` (own speed minus the leader's)."""
     s_star = s0 + max(0.0, v * T + v * dv / (2.0 * math.sqrt(a * b)))
     s = max(gap, 0.01)
-    return a * (1.0 - (v / v0) ** delta - (s_star / s) ** 2)
+    r = s_star / s
+    return a * (1.0 - _pow(v / v0, delta) - r * r)
+
+
+@njit_inline
+def _pow(x: float, delta: float) -> float:
+    """``x ** delta``, without a call to pow for IDM's usual exponent 4."""
+    if delta == 4.0:
+        x2 = x * x
+        return x2 * x2
+    return x ** delta
 
 
 @njit_inline
 def idm_free(v: float, v0: float, a: float, delta: float) -> float:
     """IDM acceleration on a free road."""
-    return a * (1.0 - (v / v0) ** delta)
+    return a * (1.0 - _pow(v / v0, delta))
 
 
 @njit
