@@ -181,6 +181,18 @@ def foes_inside(c, roads, ls) -> bool:
 
 
 @njit_inline
+def _time_to_cover(d: float, v: float, a: float, vmax: float) -> float:
+    """Seconds to drive ``d`` metres from speed ``v``, accelerating at ``a`` up to ``vmax``."""
+    if v >= vmax:
+        return d / max(v, 0.1)
+    t_acc = (vmax - v) / a
+    d_acc = v * t_acc + 0.5 * a * t_acc * t_acc
+    if d <= d_acc:
+        return (math.sqrt(v * v + 2.0 * a * d) - v) / a
+    return t_acc + (d - d_acc) / vmax
+
+
+@njit_inline
 def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
     """May vehicle ``i``, ``dist`` metres before the stop line of link ``c``, drive on?"""
     st = ls.conn_state[c]
@@ -195,8 +207,10 @@ def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
             return False
         if st == MINOR:
             via = roads.n_normal + c
-            if veh.halt_cont[i] < IMPATIENCE:
-                clear = eta + (roads.lane_length[via] + types.length[ty]) / max(v, 3.0) + 1.0
+            if veh.halt_cont[i] < IMPATIENCE:  # time to reach and leave the junction
+                vmax = min(types.max_speed[ty], roads.lane_speed[via] * types.speed_factor[ty])
+                clear = eta + _time_to_cover(roads.lane_length[via] + types.length[ty], v,
+                                             types.accel[ty], vmax) + 1.0
             else:  # impatient: accepts a gap that makes the foe brake, not one that hits it
                 clear = eta + MIN_GAP_TIME
             mine = veh.halt_cont[i] if v < HALT_SPEED else -1.0
