@@ -31,7 +31,7 @@ class _StampAllSources:
     def from_function(cls, py_func, py_file):  # type: ignore[no-untyped-def]
         if Path(py_file).resolve().parent != _KERNELS_DIR:
             return None
-        return super().from_function(py_func, py_file)  # type: ignore[misc]
+        return super().from_function(py_func, py_file)
 
 
 class _KernelsLocator(_StampAllSources, caching.InTreeCacheLocator):
