@@ -28,10 +28,10 @@ class _StampAllSources:
         return _STAMP
 
     @classmethod
-    def from_function(cls, py_func, py_file):  # type: ignore[no-untyped-def]
+    def from_function(cls, py_func, py_file):
         if Path(py_file).resolve().parent != _KERNELS_DIR:
             return None
-        return super().from_function(py_func, py_file)
+        return super().from_function(py_func, py_file)  # type: ignore[misc]
 
 
 class _KernelsLocator(_StampAllSources, caching.InTreeCacheLocator):
