@@ -99,7 +99,30 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="run folder (default: runs/<scenario>-<seed>-<UTC time>)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no KPI table; print only the run folder")
+    hil = p.add_argument_group("devices (scenarios with a [hil] table)")
+    hil.add_argument("--broker", metavar="URL", default=None,
+                     help="external broker, mqtt://[user:pass@]host[:port] or mqtts://...?ca="
+                     "FILE (default: an embedded broker on a free loopback port)")
+    hil.add_argument("--clock", choices=("fast", "realtime", "lockstep"), default=None,
+                     help="clock mode (default: the scenario's)")
+    hil.add_argument("--factor", type=_positive_float, default=None, metavar="F",
+                     help="realtime: sim seconds per wall second (default: the scenario's)")
+    hil.add_argument("--strict", action="store_true",
+                     help="realtime: fail at the first overrun")
+    hil.add_argument("--no-emulate", dest="emulate", action="store_false",
+                     help="start no emulated devices; wait for real ones")
     p.set_defaults(handler=_cmd_run)
+
+
+def _add_replay(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("replay", parents=[common], help="re-run a recorded HIL session",
+                       description="Re-run the HIL session recorded in RUN_DIR (its "
+                       "devices.jsonl) without broker or devices, and write its outputs.")
+    p.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="folder of the recorded run")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder for the replay's outputs")
+    p.add_argument("--quiet", action="store_true", help="print only the run folder")
+    p.set_defaults(handler=_cmd_replay)
 
 
 def _add_list(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -108,7 +131,7 @@ def _add_list(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
 
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_run, _add_list]
+    _add_run, _add_list, _add_replay]
 
 
 def _non_negative_int(text: str) -> int:
@@ -153,12 +176,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = args.out or _default_out(scenario.name, seed, started)
     duration = args.duration if args.duration is not None else scenario.spec.duration
     show_progress = not args.quiet and sys.stderr.isatty()
+    kpis = None
     with _Progress(duration, enabled=show_progress) as progress:
-        scenario.run(city, duration=args.duration, callback=progress.update)
+        if scenario.spec.hil is not None:
+            from citytwin.hil.session import SessionOptions, run_session
+
+            bridge = run_session(scenario, city, Path(out), SessionOptions(
+                broker=args.broker, clock=args.clock, factor=args.factor, strict=args.strict,
+                emulate=args.emulate), duration=duration, callback=progress.update)
+            kpis = {**city.kpis(), "hil": bridge.kpis()}
+        else:
+            scenario.run(city, duration=args.duration, callback=progress.update)
     path = write_run(city, out, scenario_name=scenario.name, scenario_path=scenario.path,
                      scenario_sha256=scenario.sha256, seed=seed, started=started,
                      extra={"duration_requested_s": duration,
-                            "max_duration_s": scenario.spec.max_duration})
+                            "max_duration_s": scenario.spec.max_duration}, kpis=kpis)
+    if not args.quiet:
+        _print_kpis(kpis or city.kpis(), sys.stdout)
+    print(f"outputs written to {path}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    import json
+
+    from citytwin.hil.session import replay_session
+    from citytwin.model.outputs import write_run
+    from citytwin.scenarios import load_scenario
+
+    manifest_path = args.run_dir / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScenarioError(f"{args.run_dir}: cannot read manifest.json ({exc})") from None
+    scenario = load_scenario(manifest.get("scenario_file") or manifest["scenario"])
+    if manifest.get("scenario_sha256") not in (None, scenario.sha256):
+        print("citytwin: warning: the scenario file changed since the run", file=sys.stderr)
+    seed = int(manifest["seed"])
+    city = scenario.build_city(seed)
+    started = datetime.now(UTC)
+    bridge = replay_session(args.run_dir, scenario, city)
+    extra = {"replay_of": str(args.run_dir), **manifest.get("extra", {})}
+    path = write_run(city, args.out, scenario_name=scenario.name, scenario_path=scenario.path,
+                     scenario_sha256=scenario.sha256, seed=seed, started=started, extra=extra,
+                     kpis={**city.kpis(), "hil": bridge.kpis()})
     if not args.quiet:
         _print_kpis(city.kpis(), sys.stdout)
     print(f"outputs written to {path}")

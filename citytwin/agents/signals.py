@@ -16,6 +16,7 @@ import numpy as np
 from citytwin.agents.kernels.signals import ACTUATED, HOLD, STATIC, signals_step
 from citytwin.agents.kernels.tick import SignalArrays
 from citytwin.agents.roads import state_codes
+from citytwin.model.network import Phase
 
 
 class SignalController(mesa.Agent):
@@ -29,13 +30,13 @@ class SignalController(mesa.Agent):
 
     @property
     def phase(self) -> int:
-        """Index of the current phase."""
-        return int(self._fleet.cur[self.index])
+        """Index of the current phase of its own program; -1 while held from outside."""
+        return -1 if self._fleet.external[self.index] else int(self._fleet.cur[self.index])
 
     @property
     def state(self) -> str:
         """The current SUMO state string (one letter per link)."""
-        return self._fleet.states[self.index][self.phase]
+        return self._fleet.state_of(self.index)
 
     @property
     def kind(self) -> str:
@@ -64,7 +65,12 @@ class SignalFleet:
         n_ph = [len(p.phases) for p in programs]
         self.phase_ptr = np.zeros(len(programs) + 1, np.int32)
         self.phase_ptr[1:] = np.cumsum(n_ph)
+        # After every program's phases, one row per program that an outside controller writes
+        # (see hold()): the kernel reads it like any phase while the controller is HOLD.
+        n_links = [len(p.phases[0].state) for p in programs]
+        self.ext_row = int(self.phase_ptr[-1]) + np.arange(len(programs), dtype=np.int32)
         phases = [ph for p in programs for ph in p.phases]
+        phases += [Phase(1.0, "r" * n) for n in n_links]
         self.ph_dur = np.array([ph.duration for ph in phases], np.float64)
         self.ph_min = np.array([ph.min_dur if ph.min_dur is not None else ph.duration
                                 for ph in phases], np.float64)
@@ -77,11 +83,15 @@ class SignalFleet:
         self.state_codes = (np.concatenate([state_codes(ph.state) for ph in phases])
                             if phases else np.empty(0, np.uint8))
         dets = [list(d) for per_prog in detectors_of_phase for d in per_prog]
+        dets += [[] for _ in programs]
         self.ph_det_ptr = np.zeros(len(phases) + 1, np.int32)
         self.ph_det_ptr[1:] = np.cumsum([len(d) for d in dets]) if dets else []
         self.ph_det = np.array([x for d in dets for x in d], np.int32)
         self.kind = np.array([ACTUATED if p.kind == "actuated" else STATIC for p in programs],
                              np.int8)
+        self.plan_kind = self.kind.copy()
+        self.external = np.zeros(len(programs), np.bool_)
+        self._ext_states = ["r" * n for n in n_links]
         self.cur = np.zeros(len(programs), np.int32)
         self.elapsed = np.zeros(len(programs), np.float64)
         self.switched = np.zeros(len(programs), np.uint8)
@@ -95,6 +105,45 @@ class SignalFleet:
 
     def __len__(self) -> int:
         return len(self.tls_ids)
+
+    def n_links(self, k: int) -> int:
+        """Number of links (letters of a state string) of controller ``k``."""
+        return len(self._ext_states[k])
+
+    def state_of(self, k: int) -> str:
+        """The state string controller ``k`` shows now."""
+        if self.external[k]:
+            return self._ext_states[k]
+        return self.states[k][int(self.cur[k])]
+
+    def hold(self, k: int, state: str) -> None:
+        """Show ``state`` at controller ``k`` from the next tick on, until :meth:`release`
+        (an outside strategy or device rules the junction; check it first, e.g. with a
+        :class:`~citytwin.agents.conflict_monitor.ConflictMonitor`).
+
+        Raises:
+            ValueError: ``state`` has the wrong length or a letter that is not a link state.
+        """
+        if len(state) != self.n_links(k):
+            raise ValueError(f"signal {self.tls_ids[k]!r} has {self.n_links(k)} links, "
+                             f"got a state of {len(state)}")
+        row = int(self.ext_row[k])
+        lo = int(self.ph_state_ptr[row])
+        self.state_codes[lo:lo + len(state)] = state_codes(state)
+        self._ext_states[k] = state
+        if not self.external[k]:
+            self.external[k] = True
+            self.kind[k] = HOLD
+            self.cur[k] = row - self.phase_ptr[k]
+            self.elapsed[k] = 0.0
+
+    def release(self, k: int) -> None:
+        """Give controller ``k`` back to its own program, which starts again at phase 0."""
+        if self.external[k]:
+            self.external[k] = False
+            self.kind[k] = self.plan_kind[k]
+            self.cur[k] = 0
+            self.elapsed[k] = 0.0
 
     def step(self, t: float, dt: float, max_gap: float, det_last_on: np.ndarray,
              conn_tls: np.ndarray, conn_link: np.ndarray, conn_static: np.ndarray,

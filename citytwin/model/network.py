@@ -500,6 +500,31 @@ class Network:
                                          self.edge_first_lane[e] + self.edge_num_lanes[e])
                                for e in edges]) if edges.size else np.empty(0, np.int64)
 
+    @cached_property
+    def _lane_ends(self) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end point of every lane (normal lanes along their edge's shape ends,
+        internal lanes from the end of their from-lane to the start of their to-lane)."""
+        start = np.empty((self.n_lanes, 2))
+        end = np.empty((self.n_lanes, 2))
+        for e, shape in enumerate(self.edge_shapes):
+            lanes = self.lanes_of(e)
+            if shape:
+                start[lanes], end[lanes] = shape[0], shape[-1]
+            else:
+                start[lanes] = self.junction_xy[self.edge_from[e]]
+                end[lanes] = self.junction_xy[self.edge_to[e]]
+        via = self.n_normal_lanes + np.arange(self.n_connections)
+        start[via] = end[self.conn_from_lane]
+        end[via] = start[self.conn_to_lane]
+        return start, end
+
+    def positions(self, lane: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """Approximate x, y (n x 2, metres) of points ``pos`` metres along lanes ``lane``:
+        on the straight line between each lane's ends (exact on straight roads)."""
+        start, end = self._lane_ends
+        f = np.clip(pos / np.maximum(self.lane_length[lane], 1e-9), 0.0, 1.0)[:, None]
+        return start[lane] + f * (end[lane] - start[lane])
+
     def __repr__(self) -> str:
         return (f"Network({self.n_junctions} junctions, {self.n_edges} edges, "
                 f"{self.n_normal_lanes} lanes, {self.n_connections} connections, "

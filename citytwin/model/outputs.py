@@ -48,7 +48,8 @@ _SIGNIFICANT = 6
 def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
               scenario_path: str | Path | None = None, scenario_sha256: str | None = None,
               seed: int, started: datetime | None = None,
-              extra: Mapping[str, Any] | None = None) -> Path:
+              extra: Mapping[str, Any] | None = None,
+              kpis: Mapping[str, Any] | None = None) -> Path:
     """Write a run's outputs into ``out_dir`` (created if needed; files are replaced).
 
     Args:
@@ -60,6 +61,8 @@ def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
         seed: The seed of the run.
         started: When the run started (UTC); defaults to now.
         extra: More JSON-serialisable facts for the manifest (under ``"extra"``).
+        kpis: What to write as ``kpis.json`` (default ``city.kpis()``; a HIL run adds its
+            ``hil`` figures).
 
     Returns:
         The run folder.
@@ -69,7 +72,7 @@ def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
     write_parquet(city.trips_table(), out / "trips.parquet")
     write_parquet(city.summary_table(), out / "summary.parquet")
     write_parquet(city.junctions_table(), out / "junctions.parquet")
-    _write_json(out / "kpis.json", kpis_json(city.kpis()))
+    _write_json(out / "kpis.json", kpis_json(city.kpis() if kpis is None else kpis))
     finished = datetime.now(UTC)
     manifest = {
         "run_id": uuid.uuid4().hex,
@@ -98,14 +101,16 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
     pq.write_table(table, str(path), **PARQUET_OPTIONS)
 
 
-def kpis_json(kpis: Mapping[str, float | int]) -> dict[str, float | int | None]:
-    """KPIs as written to ``kpis.json``: keys sorted, floats rounded to 6 significant
-    digits, NaN and infinities as ``None``."""
+def kpis_json(kpis: Mapping[str, Any]) -> dict[str, Any]:
+    """KPIs as written to ``kpis.json``: keys sorted (also of nested tables), floats rounded
+    to 6 significant digits, NaN and infinities as ``None``."""
     return {k: _clean(kpis[k]) for k in sorted(kpis)}
 
 
 def _clean(value: Any) -> Any:
-    if isinstance(value, bool):
+    if isinstance(value, Mapping):
+        return kpis_json(value)
+    if isinstance(value, bool | str):
         return value
     if isinstance(value, int):
         return int(value)

@@ -174,6 +174,14 @@ class Scenario:
                 raise self._error(f"detectors[{k}].pos", f"must be <= the length of lane "
                                   f"{d.lane!r} ({network.lane_length[lane]:.1f} m)")
             detectors.append((d.id, d.lane, d.pos))
+        if self.spec.hil is not None:
+            from citytwin.hil.bridge import hil_detectors
+
+            try:
+                detectors += hil_detectors(network, self.spec.hil,
+                                           self.spec.simulation.detector_gap)
+            except ScenarioError as exc:
+                raise self._error("hil", str(exc)) from None
         try:
             return City(network, demand, config=self.spec.simulation.to_config(), rng=seed,
                         detectors=detectors)

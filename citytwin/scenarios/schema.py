@@ -13,7 +13,7 @@ every key.
 from __future__ import annotations
 
 import itertools
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validator
 
@@ -253,6 +253,79 @@ class DetectorSpec(_Table):
     pos: float = Field(ge=0)
 
 
+DeviceId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+Point = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
+class HilSignalSpec(_Table):
+    """``[[hil.signal]]``: a signal controller device that may rule a signalised junction."""
+
+    id: DeviceId
+    tls: str = Field(min_length=1)
+    lockstep: bool = True
+    min_green: float = Field(default=5.0, ge=0)
+    yellow: float = Field(default=3.0, ge=0)
+    red_clear: float = Field(default=1.0, ge=0)
+    flash_hold: float = Field(default=30.0, ge=0)
+    max_green: float = Field(default=40.0, gt=0)
+    passage: float = Field(default=3.0, gt=0)
+
+
+class HilDroneSpec(_Table):
+    """``[[hil.drone]]``: a drone device and its home (metres, the network's frame)."""
+
+    id: DeviceId
+    home: Point
+    lockstep: bool = True
+
+
+class HilMeterSpec(_Table):
+    """``[[hil.meter]]``: a meter device and the building whose load it measures."""
+
+    id: DeviceId
+    building: str = Field(min_length=1)
+    xy: Point | None = None
+    stale_after: float = Field(default=30.0, gt=0)
+    lockstep: bool = True
+
+
+class HilCommandSpec(_Table):
+    """``[[hil.commands]]``: a command the simulator sends to a device at sim time ``at``."""
+
+    at: float = Field(ge=0)
+    device: DeviceId
+    name: str = Field(min_length=1)
+    args: dict[str, Any] = {}
+    valid_for: float = Field(default=30.0, gt=0)
+
+
+class HilSpec(_Table):
+    """``[hil]``: devices that join the run over MQTT, and how the clock runs."""
+
+    site: DeviceId = "lab"
+    clock: Literal["fast", "realtime", "lockstep"] = "lockstep"
+    factor: float = Field(default=1.0, gt=0)
+    lockstep_deadline: float = Field(default=2.0, gt=0)
+    offline_after: float = Field(default=10.0, gt=0)
+    stale_ticks: int = Field(default=10, ge=0)
+    wait_for_devices: float = Field(default=30.0, ge=0)
+    signal: list[HilSignalSpec] = []
+    drone: list[HilDroneSpec] = []
+    meter: list[HilMeterSpec] = []
+    commands: list[HilCommandSpec] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        ids = [d.id for d in (*self.signal, *self.drone, *self.meter)]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"duplicate device id {dup[0]!r}")
+        for k, c in enumerate(self.commands):
+            if c.device not in ids:
+                raise ValueError(f"commands[{k}].device: no device {c.device!r}")
+        return self
+
+
 class ScenarioSpec(_Table):
     """A whole scenario file."""
 
@@ -266,6 +339,7 @@ class ScenarioSpec(_Table):
     vtypes: list[VTypeSpec] = []
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     detectors: list[DetectorSpec] = []
+    hil: HilSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:
