@@ -2,7 +2,7 @@
 # Both create .venv with a Python >= 3.12 and install the package first (scripts/bootstrap.sh).
 VENV := .venv
 PY := $(VENV)/bin/python
-SCENARIO ?= downtown
+SCENARIO ?= lab
 
 .PHONY: venv run test lint bench clean
 

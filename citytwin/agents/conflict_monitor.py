@@ -107,15 +107,14 @@ class ConflictMonitor:
                 return f"link {i} yellow for {held:.1f} s < yellow time {tm.yellow:g} s"
             if now == _GREEN:
                 for f in np.flatnonzero(self.conflicts[i]).tolist():
-                    if cls[f] != _RED or self._cls[f] != _RED:
-                        continue  # a foe green now is reported above; yellow below
-                    if t - self._red_since[f] < tm.red_clear - tol:
-                        return (f"link {i} turned green {t - self._red_since[f]:.1f} s after "
-                                f"conflicting link {f} turned red < red clearance "
-                                f"{tm.red_clear:g} s")
-                if any(self._cls[f] == _YELLOW or cls[f] == _YELLOW
-                       for f in np.flatnonzero(self.conflicts[i]).tolist()):
-                    return f"link {i} turned green while a conflicting link is yellow"
+                    if cls[f] == _YELLOW:
+                        return f"link {i} turned green while conflicting link {f} is yellow"
+                    if cls[f] != _RED:
+                        continue  # both green: reported above
+                    red_for = t - self._red_since[f] if self._cls[f] == _RED else 0.0
+                    if red_for < tm.red_clear - tol:
+                        return (f"link {i} turned green {red_for:.1f} s after conflicting "
+                                f"link {f} turned red < red clearance {tm.red_clear:g} s")
         return None
 
     def commit(self, state: str, t: float) -> None:

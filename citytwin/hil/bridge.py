@@ -28,13 +28,14 @@ from citytwin.agents.conflict_monitor import MonitorTiming
 from citytwin.errors import ScenarioError
 from citytwin.hil.clock import Pacer
 from citytwin.hil.protocol import (
+    ROOT,
     Ack,
     Avail,
     Birth,
     Rejected,
     Topic,
     decode,
-    device_filter,
+    device_filters,
     encode,
     parse_topic,
     topic,
@@ -130,6 +131,7 @@ class HilBridge:
         self._commands: dict[str, dict[str, Any]] = {}
         self._schedule = sorted(spec.commands, key=lambda c: c.at)
         self._out_seq: Counter[str] = Counter()
+        self._sim_prefix = f"{ROOT}/{self.site}/sim/"
         det_index = {d: k for k, d in enumerate(city.detectors.ids)}
         # a device's answer lands at the next tick boundary unless the clock waits for it
         tolerance = 0.0 if self.mode == "lockstep" else city.config.dt
@@ -164,7 +166,7 @@ class HilBridge:
     # -- topics -------------------------------------------------------------------------------
     def subscriptions(self) -> list[tuple[str, int]]:
         """What the bridge's MQTT link subscribes to."""
-        return [(device_filter(self.site), 1)]
+        return [(f, 1) for f in device_filters(self.site)]
 
     def will(self) -> tuple[str, bytes, int, bool]:
         """The simulator's last will: retained ``offline`` availability."""
@@ -317,6 +319,8 @@ class HilBridge:
 
     # -- validation -----------------------------------------------------------------------------
     def _handle(self, topic_: str, payload: bytes, wall: float) -> None:
+        if topic_.startswith(self._sim_prefix):
+            return  # a simulator's own availability (ours, retained)
         self.counters["messages_in"] += 1
         try:
             t = parse_topic(topic_)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -76,9 +76,9 @@ def topic(site: str, kind: str, device: str, channel: str) -> str:
     return str(Topic(site, kind, device, channel))
 
 
-def device_filter(site: str) -> str:
-    """The subscription that receives every device channel of a site."""
-    return f"{ROOT}/{site}/+/+/+"
+def device_filters(site: str) -> list[str]:
+    """The subscriptions that receive every channel devices of a site publish on."""
+    return [f"{ROOT}/{site}/+/+/{channel}" for channel in DEVICE_CHANNELS]
 
 
 def parse_topic(text: str) -> Topic:
@@ -193,9 +193,10 @@ def decode(t: Topic, payload: bytes) -> Inbound:
     if data.get("v") != VERSION:
         raise Rejected("unsupported_version",
                        f"schema version {data.get('v')!r}; this simulator speaks v{VERSION}")
-    model = {"avail": Avail, "birth": Birth, "ack": Ack}.get(t.channel) or STATE_MODELS[t.kind]
+    by_channel: dict[str, type[_Msg]] = {"avail": Avail, "birth": Birth, "ack": Ack}
+    model = by_channel.get(t.channel) or STATE_MODELS[t.kind]
     try:
-        return model.model_validate(data)
+        return cast(Inbound, model.model_validate(data))
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "payload"

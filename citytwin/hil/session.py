@@ -105,6 +105,8 @@ def _emulated_devices(bridge: HilBridge, url: str, log_dir: Path) -> Iterator[No
                    twin.device_id, "--broker", url, "--site", bridge.site]
             if twin.lockstep:
                 cmd.append("--lockstep")
+                if twin.kind == "meter":  # a lockstep device answers every tick
+                    cmd += ["--period", repr(bridge.city.config.dt)]
             with (log_dir / f"{twin.device_id}.log").open("wb") as f:
                 procs.append(subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL))

@@ -153,7 +153,11 @@ class City(mesa.Model):
     # -- stepping ---------------------------------------------------------------------------
     def step(self) -> None:
         """Advance the city by one tick."""
-        self._advance(1, stop_when_done=False)
+        t0 = self._wall_clock()
+        try:
+            self._advance(1, stop_when_done=False)
+        finally:
+            self.step_wall_seconds += self._wall_clock() - t0
 
     def _advance(self, n_ticks: int, stop_when_done: bool) -> int:
         """Run up to ``n_ticks`` ticks in chunks that end at every summary interval and

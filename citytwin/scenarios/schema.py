@@ -316,7 +316,8 @@ class HilSpec(_Table):
 
     @model_validator(mode="after")
     def _check(self) -> Self:
-        ids = [d.id for d in (*self.signal, *self.drone, *self.meter)]
+        ids = [d.id for d in self.signal] + [d.id for d in self.drone] + [
+            d.id for d in self.meter]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"duplicate device id {dup[0]!r}")
