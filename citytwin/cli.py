@@ -130,8 +130,18 @@ def _add_list(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) 
     p.set_defaults(handler=_cmd_list)
 
 
+def _add_device(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from citytwin.hil.emulated.runner import add_device_arguments, run_device
+
+    p = sub.add_parser("device", parents=[common], help="run an emulated device over MQTT",
+                       description="Run an emulated signal controller, drone or meter that "
+                       "speaks the HIL contract (docs/hil-protocol.md) until SIGINT/SIGTERM.")
+    add_device_arguments(p)
+    p.set_defaults(handler=run_device)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_run, _add_list, _add_replay]
+    _add_run, _add_list, _add_replay, _add_device]
 
 
 def _non_negative_int(text: str) -> int:

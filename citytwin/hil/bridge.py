@@ -347,6 +347,7 @@ class HilBridge:
     def _dispatch(self, twin: Twin, t: Topic, msg: Any) -> None:
         now = self.city.sim_time
         if isinstance(msg, Avail):
+            twin.avail = msg.status
             if msg.status == "offline":
                 twin.on_offline(now, "it said offline (or its last will)")
             return
@@ -354,6 +355,12 @@ class HilBridge:
             if msg.kind != twin.kind:
                 raise Rejected("unknown_device", f"{twin.device_id!r} is a {twin.kind}, its "
                                f"birth says {msg.kind}")
+            if twin.avail == "offline":
+                # the retained birth of an earlier session whose device has gone: a live
+                # device says online before its birth
+                self.counters["births_ignored"] += 1
+                log.info("%s: birth ignored, its availability says offline", twin.device_id)
+                return
             self.counters["births"] += 1
             twin.on_birth(msg, now)
             return
@@ -466,6 +473,7 @@ class HilBridge:
             "devices_configured": len(self.twins),
             "devices_seen": sum(1 for tw in self.twins.values() if tw.births),
             "devices_online_end": sum(1 for tw in self.twins.values() if tw.online),
+            "births_ignored": c["births_ignored"],
             "messages_in": c["messages_in"],
             "messages_out": c["messages_out"],
             "rejected": sum(self.rejected.values()),

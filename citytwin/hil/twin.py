@@ -48,6 +48,7 @@ class Twin:
         self.lockstep = lockstep
         self.emit = emit
         self.online = False
+        self.avail = ""  # the last availability the device (or its will) published
         self.births = 0
         self.fw = ""
         self.last_seq = -1

@@ -241,6 +241,22 @@ def test_silent_device_falls_back(lab: Lab) -> None:
     assert lab.bridge.twins[SIG].mode == "transition"
 
 
+def test_retained_birth_of_a_gone_device_starts_no_session(lab: Lab) -> None:
+    """What a broker hands a new simulator from an earlier session: the device's will
+    (offline) and its retained birth. The device is not there, so it must not count as online
+    (in lockstep the clock would wait for it and then log a miss)."""
+    lab.send(SIG, "signal", "avail", {"status": "offline"})
+    lab.birth(SIG, "signal")
+    lab.run(1)
+    twin = lab.bridge.twins[SIG]
+    assert not twin.online and twin.births == 0
+    assert lab.bridge.kpis()["births_ignored"] == 1
+    lab.send(SIG, "signal", "avail", {"status": "online"})  # the device comes back
+    lab.birth(SIG, "signal")
+    lab.run(1)
+    assert twin.online and twin.births == 1
+
+
 def test_meter_readings_staleness_and_commands(warm: None) -> None:
     lab = Lab(signal=[], drone=[], commands=[])
     m = "meter-hall"
