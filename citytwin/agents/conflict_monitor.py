@@ -69,6 +69,7 @@ class ConflictMonitor:
         self._allowed = allowed
         self._letters = state
         self._cls = np.array([_CLASS.get(ch, _GREEN) for ch in state], np.int8)
+        self.last_commit = -np.inf  # sim time of the last state committed
         self._since = np.full(n, -np.inf)  # when each link's current class began
         self._red_since = np.full(n, -np.inf)  # when each link's last yellow ended
 
@@ -117,16 +118,24 @@ class ConflictMonitor:
                                 f"link {f} turned red < red clearance {tm.red_clear:g} s")
         return None
 
-    def commit(self, state: str, t: float) -> None:
+    def commit(self, state: str, t: float, *, greens_served: bool = False) -> None:
         """Record that ``state`` is shown from sim time ``t`` on (after :meth:`check`, or to
-        follow a state the simulator itself shows, such as a clearance or flash)."""
+        follow a state the simulator itself shows, such as a clearance or flash).
+
+        ``greens_served``: links that turn green now count as green for ``min_green`` already.
+        For the first state of a device that takes over a junction: it has been timing those
+        greens while the simulator showed the handover clearance.
+        """
         cls = np.array([_CLASS.get(ch, _GREEN) for ch in state], np.int8)
         changed = cls != self._cls
         self._red_since[changed & (self._cls == _YELLOW) & (cls == _RED)] = t
         self._red_since[changed & (self._cls == _GREEN) & (cls == _RED)] = t
         self._since[changed] = t
+        if greens_served:
+            self._since[changed & (cls == _GREEN)] = t - self.timing.min_green
         self._cls = cls
         self._letters = state
+        self.last_commit = max(self.last_commit, t)
 
 
 def _together(state: str) -> np.ndarray:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from citytwin.agents.conflict_monitor import MonitorTiming
-from citytwin.errors import ScenarioError
+from citytwin.errors import BridgeError, ScenarioError
 from citytwin.hil.clock import Pacer
 from citytwin.hil.protocol import (
     ROOT,
@@ -51,6 +51,13 @@ log = logging.getLogger(__name__)
 SIM_ID = "sim"
 #: Topic of a bridge decision a replay must repeat (``dir`` ``sim`` in the device log).
 MISS_TOPIC = "$sim/lockstep_miss"
+#: Most ``error`` replies a device gets per second of sim time; the refusals beyond are still
+#: counted (``hil.rejected``) but answered only by the ``suppressed`` count of the next reply,
+#: so a flooding device cannot make the simulator flood the broker back.
+ERRORS_PER_SECOND = 10
+#: Most inbound messages waiting for a tick boundary; beyond, arrivals are dropped and counted
+#: (``hil.inbox_dropped``) rather than growing memory without bound under overload.
+INBOX_LIMIT = 200_000
 
 
 class Publisher(Protocol):
@@ -123,8 +130,10 @@ class HilBridge:
         self.mode = clock or spec.clock
         self.pacer = Pacer(self.mode, city.config.dt, factor or spec.factor, strict)
         self._wall = wall
-        self.inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue()
+        self.inbox: queue.Queue[tuple[str, bytes, float]] = queue.Queue(INBOX_LIMIT)
+        self.inbox_dropped = 0  # written by the network thread only
         self.counters: Counter[str] = Counter()
+        self._error_window: dict[str, tuple[int, int, int]] = {}  # device: (second, sent, held)
         self.rejected: Counter[str] = Counter()
         self.events: list[dict[str, Any]] = []
         self.twins: dict[str, Twin] = {}
@@ -174,8 +183,12 @@ class HilBridge:
                 True)
 
     def on_message(self, topic_: str, payload: bytes, wall: float) -> None:
-        """Network-thread entry point: only enqueues."""
-        self.inbox.put((topic_, payload, wall))
+        """Network-thread entry point: only enqueues (drops and counts when the inbox is
+        full)."""
+        try:
+            self.inbox.put_nowait((topic_, payload, wall))
+        except queue.Full:
+            self.inbox_dropped += 1
 
     # -- running ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -391,9 +404,23 @@ class HilBridge:
     def _reject(self, kind: str, device: str, r: Rejected, channel: str,
                 seq: int | None) -> None:
         self._count_reject(r, f"{kind}/{device}/{channel}")
-        if kind in COMMANDS:
-            self._to_device(kind, device, "error", {"code": r.code, "detail": r.detail,
-                                                    "ref": {"channel": channel, "seq": seq}})
+        if kind not in COMMANDS:
+            return
+        second = int(self.city.sim_time)
+        key = f"{kind}/{device}"
+        at, sent, held = self._error_window.get(key, (second, 0, 0))
+        if at != second:
+            at, sent = second, 0
+        if sent >= ERRORS_PER_SECOND:
+            self._error_window[key] = (at, sent, held + 1)
+            self.counters["errors_suppressed"] += 1
+            return
+        reply: dict[str, Any] = {"code": r.code, "detail": r.detail,
+                                 "ref": {"channel": channel, "seq": seq}}
+        if held:
+            reply["suppressed"] = held
+        self._error_window[key] = (at, sent + 1, 0)
+        self._to_device(kind, device, "error", reply)
 
     def _count_reject(self, r: Rejected, where: str) -> None:
         self.rejected[r.code] += 1
@@ -450,7 +477,14 @@ class HilBridge:
         data = encode(payload)
         self.recorder.write(self.city.tick, self._wall(), "out", topic_, data)
         self.counters["messages_out"] += 1
-        self.publisher.publish(topic_, data, qos, retain, expiry)
+        try:
+            self.publisher.publish(topic_, data, qos, retain, expiry)
+        except BridgeError as exc:  # the broker's backlog: count it, never stop the city
+            self.counters["publish_failed"] += 1
+            if self.counters["publish_failed"] in (1, 10, 100, 1000) or \
+                    self.counters["publish_failed"] % 10000 == 0:
+                log.warning("publishing failed %d times so far, last: %s",
+                            self.counters["publish_failed"], exc)
 
     def _emitter(self, device_id: str) -> Callable[[str, str], None]:
         def emit(kind: str, detail: str) -> None:
@@ -478,6 +512,9 @@ class HilBridge:
             "messages_out": c["messages_out"],
             "rejected": sum(self.rejected.values()),
             "rejected_by_code": dict(sorted(self.rejected.items())),
+            "errors_suppressed": c["errors_suppressed"],
+            "inbox_dropped": self.inbox_dropped,
+            "publish_failed": c["publish_failed"],
             "commands_sent": c["commands_sent"],
             "commands_acked": c["commands_accepted"] + c["commands_rejected"],
             "commands_done": c["commands_done"],

@@ -298,8 +298,14 @@ class EmbeddedBroker:
     def _start_mosquitto(self, binary: str, log_path: Path, port: int) -> Callable[[], None]:
         """Write the config, launch mosquitto and wait for its port; return its stopper."""
         workdir = self._dir
+        # The simulator subscribes to every device: a burst (1,000 meters' births on start)
+        # must queue for it, not be dropped at mosquitto's default of 1,000 queued messages.
+        # Per-message logging ("log_type all") would cost the broker more than routing.
         lines = [f"listener {port} 127.0.0.1", "set_tcp_nodelay true", "persistence false",
-                 "log_dest stderr", "log_type all", "log_timestamp_format %H:%M:%S"]
+                 "max_queued_messages 1000000", "max_inflight_messages 1000",
+                 "log_dest stderr", "log_type error", "log_type warning", "log_type notice",
+                 "log_type information",
+                 "log_timestamp_format %H:%M:%S"]
         if _is_root():
             lines.append("user root")  # else mosquitto drops to 'mosquitto' and cannot read files
         if self._users:

@@ -45,6 +45,7 @@ MQTTv5 = MQTTProtocolVersion.MQTTv5
 _log = logging.getLogger(__name__)
 _VERSIONS = {"5": MQTTv5, "3.1.1": MQTTv311}
 _AUTH_REFUSALS = {"Bad user name or password", "Not authorized"}
+_MAX_INFLIGHT = 1000
 
 MessageCallback = Callable[[str, bytes, float], None]
 Hook = Callable[[], object]  # the return value is ignored
@@ -132,6 +133,9 @@ class MqttLink:
         # paho annotates the delays as int but computes with them as floats
         client.reconnect_delay_set(min_delay=reconnect_delay[0],  # type: ignore[arg-type]
                                    max_delay=reconnect_delay[1])  # type: ignore[arg-type]
+        # paho keeps 20 QoS 1 messages in flight: too few for a simulator answering 1,000s of
+        # devices per second; the queue beyond is bounded by the 65,535 message ids
+        client.max_inflight_messages_set(_MAX_INFLIGHT)
         if self._url.username is not None:
             client.username_pw_set(self._url.username, self._url.password)
         if self._url.tls:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from citytwin.hil.bridge import HilBridge
+from citytwin.hil.bridge import ERRORS_PER_SECOND, HilBridge
 from citytwin.hil.protocol import MAX_PAYLOAD, topic
 from citytwin.hil.record import Recorder, read_records
 from citytwin.scenarios import load_scenario
@@ -130,6 +130,59 @@ def test_conflicting_greens_flash_the_junction_and_tell_the_device(lab: Lab) -> 
     assert lab.shown == green(lab, 3)
 
 
+def test_a_green_the_device_ran_through_the_handover_may_end(lab: Lab) -> None:
+    """The device times its greens from its own start: one it began while the simulator
+    showed the handover clearance may end soon after the clearance without a violation, but
+    still only through yellow."""
+    lab.birth(SIG, "signal")
+    g = green(lab, 0)
+    lab.heads(g)  # the device's green starts now; the junction shows the clearance
+    lab.run(5)
+    assert lab.bridge.twins[SIG].mode == "external" and lab.shown == g
+    lab.heads(g)
+    lab.run(1)  # shown for 1 s, green at the device for 6 s
+    lab.heads("".join("y" if ch != "r" else "r" for ch in g))
+    lab.run(1)
+    assert lab.bridge.rejected.total() == 0 and lab.bridge.twins[SIG].violations == 0
+    lab.heads(g)  # yellow back to green is still refused
+    lab.run(1)
+    assert lab.pub.on("error")[-1]["code"] == "conflict"
+
+
+def test_states_queued_behind_a_stall_are_timed_by_the_device_clock(warm: None) -> None:
+    """Realtime: nothing arrives for a while, then the device's yellow, red and next green
+    arrive in one drain. Judged by their ``tick`` stamps they are a safe sequence; a yellow
+    that was short on the device's clock stays refused."""
+    lab = Lab(signal=load_scenario("lab").spec.hil.signal[:1], drone=[], meter=[],
+              commands=[], clock="fast")
+    take_over(lab)
+    g, g3 = green(lab, 0), green(lab, 3)
+    t0 = lab.city.tick
+    for _ in range(6):
+        lab.heads(g)
+        lab.run(1)
+    lab.run(4)  # the stall
+    lab.state(SIG, "signal", tick=t0 + 6, heads=_yellow(g))
+    lab.state(SIG, "signal", tick=t0 + 9, heads="r" * len(g))
+    lab.state(SIG, "signal", tick=t0 + 10, heads=g3)
+    lab.run(1)
+    assert lab.bridge.rejected.total() == 0 and lab.shown == g3
+    for _ in range(6):
+        lab.heads(g3)
+        lab.run(1)
+    t1 = lab.city.tick
+    lab.run(2)
+    lab.state(SIG, "signal", tick=t1, heads=_yellow(g3))
+    lab.state(SIG, "signal", tick=t1 + 1, heads="r" * len(g))  # yellow for 1 s
+    lab.run(1)
+    assert lab.pub.on("error")[-1]["code"] == "conflict"
+    assert "yellow for 1.0 s" in lab.pub.on("error")[-1]["detail"]
+
+
+def _yellow(state: str) -> str:
+    return "".join("y" if ch != "r" else "r" for ch in state)
+
+
 @pytest.mark.parametrize("sequence, why", [
     (["G0", "r"], "without yellow"),             # green straight to red
     (["G0", "y0"], "minimum green"),             # yellow before min green
@@ -194,6 +247,23 @@ def test_bad_input_is_rejected_counted_and_changes_nothing(lab: Lab, payload: by
     assert lab.bridge.rejected[code] == 1
     assert lab.pub.on("error")[-1]["code"] == code
     assert lab.shown == before
+
+
+def test_a_flooding_device_gets_a_bounded_number_of_error_replies(lab: Lab) -> None:
+    take_over(lab)
+    lab.heads(green(lab, 0))
+    lab.run(1)
+    before = lab.shown
+    for _ in range(50):
+        lab.send(SIG, "signal", "state", b"{oops")
+    lab.run(1)
+    assert lab.bridge.rejected["malformed"] == 50  # every refusal counted
+    assert len(lab.pub.on("error")) == ERRORS_PER_SECOND
+    assert lab.bridge.kpis()["errors_suppressed"] == 50 - ERRORS_PER_SECOND
+    assert lab.shown == before
+    lab.send(SIG, "signal", "state", b"{oops")  # a new second: answered, with the tally
+    lab.run(1)
+    assert lab.pub.on("error")[-1]["suppressed"] == 50 - ERRORS_PER_SECOND
 
 
 def test_sequence_staleness_and_identity_are_checked(lab: Lab) -> None:
