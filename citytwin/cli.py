@@ -227,11 +227,12 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     bridge = replay_session(args.run_dir, scenario, city)
     extra = {"replay_of": str(args.run_dir), **manifest.get("extra", {})}
+    kpis = {**city.kpis(), "hil": bridge.kpis()}
     path = write_run(city, args.out, scenario_name=scenario.name, scenario_path=scenario.path,
                      scenario_sha256=scenario.sha256, seed=seed, started=started, extra=extra,
-                     kpis={**city.kpis(), "hil": bridge.kpis()})
+                     kpis=kpis)
     if not args.quiet:
-        _print_kpis(city.kpis(), sys.stdout)
+        _print_kpis(kpis, sys.stdout)
     print(f"outputs written to {path}")
     return 0
 
@@ -292,9 +293,29 @@ _TABLE = (
 )
 
 
+_HIL_TABLE = (
+    ("devices seen", "devices_seen", "{:d}"),
+    ("messages in / out", ("messages_in", "messages_out"), "{:d} / {:d}"),
+    ("rejected", "rejected", "{:d}"),
+    ("commands sent / acked", ("commands_sent", "commands_acked"), "{:d} / {:d}"),
+    ("overruns", "overruns", "{:d}"),
+    ("lockstep misses", "lockstep_misses", "{:d}"),
+    ("fallbacks", "fallbacks", "{:d}"),
+    ("conflict flashes", "conflict_flashes", "{:d}"),
+)
+
+
 def _print_kpis(kpis: dict, out: TextIO) -> None:
-    width = max(len(label) for label, _, _ in _TABLE)
+    hil = kpis.get("hil")
+    rows = list(_TABLE) + (list(_HIL_TABLE) if hil else [])
+    width = max(len(label) for label, _, _ in rows)
     for label, key, fmt in _TABLE:
         value = kpis[key]
         text = "n/a" if isinstance(value, float) and value != value else fmt.format(value)
         print(f"{label:<{width}}  {text:>12}", file=out)
+    if hil:
+        print(f"devices ({hil['clock']} clock, {hil['devices_configured']} configured)",
+              file=out)
+        for label, keys, fmt in _HIL_TABLE:
+            values = [hil[k] for k in (keys if isinstance(keys, tuple) else (keys,))]
+            print(f"{label:<{width}}  {fmt.format(*values):>12}", file=out)
