@@ -55,7 +55,8 @@ def build_grid(n: int, lanes: int, length: float, out: Path) -> Path:
     return net
 
 
-def write_routes(net_path: Path, vph: float, duration: float, seed: int, out: Path) -> Path:
+def write_routes(net_path: Path, vph: float, duration: float, seed: int, out: Path,
+                 fringe_only: bool = True) -> Path:
     from citytwin.model.demand import Trip, VehicleType
     from citytwin.model.routing import random_trips, route_trips
     from citytwin.model.sumo_net import read_sumo_net
@@ -63,7 +64,7 @@ def write_routes(net_path: Path, vph: float, duration: float, seed: int, out: Pa
 
     net = read_sumo_net(net_path)
     trips = random_trips(net, begin=0, end=duration, vehs_per_hour=vph,
-                         rng=np.random.default_rng(seed))
+                         rng=np.random.default_rng(seed), fringe_only=fringe_only)
     start, length, edges = route_trips(net, trips)
     routed = [Trip(t.id, t.depart, t.from_edge, t.to_edge, t.vtype,
                    tuple(net.edge_ids[e] for e in edges[s:s + m]))
@@ -127,19 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--duration", type=float, default=3600.0, help="seconds of departures")
     p.add_argument("--end", type=float, default=None, help="sim end (default 2x duration)")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--all-edges", action="store_true",
+                   help="trips between any two edges (default: fringe to fringe)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--json", type=Path, help="append the result as a JSON line here")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     end = a.end if a.end is not None else 2 * a.duration
     net = build_grid(a.grid, a.lanes, a.length, a.out) if a.grid else a.net
-    rou = write_routes(net, a.vph, a.duration, a.seed, a.out)
+    rou = write_routes(net, a.vph, a.duration, a.seed, a.out, fringe_only=not a.all_edges)
     ct = run_citytwin(net, rou, end)
     su = run_sumo(net, rou, end, a.out)
     rows = ["updates_per_second", "step_wall_seconds", "wall_seconds", "peak_rss_mb",
             "trips_finished", "mean_duration_s", "mean_time_loss_s", "mean_waiting_time_s",
             "teleports"]
-    print(f"network {net.name}, {a.vph:g} veh/h for {a.duration:g} s, end {end:g} s, "
+    print(f"network {net.name}, {a.vph:g} veh/h for {a.duration:g} s "
+          f"({'any edge to any edge' if a.all_edges else 'fringe to fringe'}), end {end:g} s, "
           f"mean vehicles running (citytwin) {ct['mean_running']:.0f}")
     print(f"{'':24}{'citytwin':>14}{'SUMO micro':>14}{'ratio':>10}")
     for r in rows:

@@ -28,7 +28,8 @@ _VEH_DTYPES = {
     "next_conn": np.int32, "last_conn": np.int32, "trip": np.int32, "dist": np.float64,
     "waiting": np.float64, "halt_cont": np.float64, "stops": np.int32,
     "time_loss": np.float64, "lc_time": np.float64, "coop": np.int32,
-    "reach": np.float64, "reach_lane": np.int32, "reach_at": np.int64,
+    "reach": np.float64, "reach_best": np.int32, "reach_left": np.float64,
+    "reach_right": np.float64, "reach_lane": np.int32, "reach_at": np.int64,
 }
 
 

@@ -279,7 +279,8 @@ class City(mesa.Model):
         fleet.ensure_route_space(int(edges.size))
         changed, fleet.n_route = apply_routes(
             slots, ptr, edges, veh.lane, veh.pos, veh.route_start, veh.route_len, veh.ridx,
-            veh.next_conn, fleet.route_edges, fleet.n_route, self.roads.lane_length,
+            veh.next_conn, veh.reach_lane, fleet.route_edges, fleet.n_route,
+            self.roads.lane_length,
             self.roads.lane_out_ptr, self.roads.lane_out, self.roads.conn_to_edge,
             self.roads.conn_to_lane)
         return int(changed)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from citytwin.agents.kernels._config import njit
-from citytwin.agents.kernels.traffic import find_conn
+from citytwin.agents.kernels._config import njit, njit_inline
+from citytwin.agents.kernels.traffic import HALT_SPEED, RED, YELLOW, find_conn
 
 
 @njit
@@ -104,6 +104,9 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         veh.coop[i] = -1
         trips.state[tr] = 1
         trips.t_insert[tr] = t
+        if math.isinf(ls.tail_speed[best]) and best_c >= 0:
+            _approach(best_c, roads.lane_length[best] - veh.pos[i], v, types.decel[ty],
+                      ls.conn_state, ls.approach, ls.approach_wait)
         ls.tail_back[best] = veh.pos[i] - length
         ls.tail_speed[best] = v
         order[n_order] = i
@@ -111,3 +114,17 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         inserted_out[n_ins] = i
         n_ins += 1
     return keep, n_free, n_order, n_ins
+
+
+@njit_inline
+def _approach(c, dist, v, decel, conn_state, approach, approach_wait):
+    """An inserted vehicle that is alone on its lane approaches link ``c``: record it as
+    :func:`~citytwin.agents.kernels.traffic.prepass` does for every lane's front vehicle, so
+    that the prepass need not run again after insertion."""
+    st = conn_state[c]
+    if st == RED or (st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5):
+        return
+    eta = dist / max(v, 1.0)
+    if eta < approach[c]:
+        approach[c] = eta
+        approach_wait[c] = 0.0 if v < HALT_SPEED else -1.0

@@ -24,9 +24,13 @@ REACH_DEPTH = 6       # edges looked at for that (chains of short edges in impor
 
 
 @njit_inline
-def _slot_after(lane_i, p, order, ls, pos):
-    """Index in ``order`` of the first vehicle on ``lane_i`` at or ahead of position ``p``."""
-    lo, hi = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
+def _slot_after(lane_i, p, order, lane_start, pos):
+    """Index in ``order`` of the first vehicle on ``lane_i`` at or ahead of position ``p``.
+
+    Hot helpers here take the arrays they read, never the array bundles (see
+    :func:`~citytwin.agents.kernels.traffic.foes_inside`).
+    """
+    lo, hi = lane_start[lane_i], lane_start[lane_i + 1]
     while lo < hi:
         mid = (lo + hi) // 2
         if pos[order[mid]] < p:
@@ -37,7 +41,8 @@ def _slot_after(lane_i, p, order, ls, pos):
 
 
 @njit_inline
-def _reach(lane_i, r, rs, last, route_edges, roads):
+def _reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edge,
+           conn_to_lane, lane_length):
     """How far past the end of ``lane_i`` (on route edge ``r``) the vehicle can follow its
     route without another lane change, capped at ``REACH`` (also when the route ends);
     -1 when the lane has no connection to the next route edge."""
@@ -47,12 +52,12 @@ def _reach(lane_i, r, rs, last, route_edges, roads):
         if r >= last:
             return REACH
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-        c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr, roads.lane_out,
-                      roads.conn_to_edge, roads.conn_to_lane)
+        c = find_conn(cl, route_edges[rs + r + 1], n2, lane_out_ptr, lane_out, conn_to_edge,
+                      conn_to_lane)
         if c < 0:
             return d if cl != lane_i else -1.0
-        cl = roads.conn_to_lane[c]
-        d += roads.lane_length[cl]
+        cl = conn_to_lane[c]
+        d += lane_length[cl]
         r += 1
         if d >= REACH:
             return REACH
@@ -60,55 +65,58 @@ def _reach(lane_i, r, rs, last, route_edges, roads):
 
 
 @njit_inline
-def _accel_on(i, lane_i, order, veh, types, roads, ls):
+def _accel_on(i, lane_i, order, lane_start, vtype, speed, pos, lane_speed, t_length, t_min_gap,
+              t_accel, t_decel, t_max_speed, t_tau, t_delta, t_speed_factor):
     """IDM acceleration of vehicle ``i`` if it were on ``lane_i`` (own lane: leader only)."""
-    ty = veh.vtype[i]
-    v, p = veh.speed[i], veh.pos[i]
-    vmax = min(types.max_speed[ty], roads.lane_speed[lane_i] * types.speed_factor[ty])
-    acc = idm_free(v, vmax, types.accel[ty], types.delta[ty])
-    q = _slot_after(lane_i, p + 1e-9, order, ls, veh.pos)
-    if q < ls.lane_start[lane_i + 1]:
+    ty = vtype[i]
+    v, p = speed[i], pos[i]
+    vmax = min(t_max_speed[ty], lane_speed[lane_i] * t_speed_factor[ty])
+    acc = idm_free(v, vmax, t_accel[ty], t_delta[ty])
+    q = _slot_after(lane_i, p + 1e-9, order, lane_start, pos)
+    if q < lane_start[lane_i + 1]:
         j = order[q]
         if j == i:
             q += 1
-            if q >= ls.lane_start[lane_i + 1]:
+            if q >= lane_start[lane_i + 1]:
                 return acc
             j = order[q]
-        gap = veh.pos[j] - types.length[veh.vtype[j]] - p
-        acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], types.accel[ty], types.decel[ty],
-                           types.min_gap[ty], types.tau[ty], types.delta[ty]))
+        gap = pos[j] - t_length[vtype[j]] - p
+        acc = min(acc, idm(v, vmax, gap, v - speed[j], t_accel[ty], t_decel[ty],
+                           t_min_gap[ty], t_tau[ty], t_delta[ty]))
     return acc
 
 
 @njit_inline
-def _safe(i, tl, relaxed, order, veh, types, roads, ls, dt):
+def _safe(i, tl, relaxed, order, lane_start, vtype, speed, pos, lane_speed, t_length,
+          t_min_gap, t_accel, t_decel, t_emergency_decel, t_max_speed, t_tau, t_delta,
+          t_speed_factor, dt):
     """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot)."""
-    ty = veh.vtype[i]
-    v, p, length = veh.speed[i], veh.pos[i], types.length[ty]
-    bsafe = types.emergency_decel[ty] * 0.5 if relaxed else types.decel[ty]
-    s_min = 0.5 if relaxed else types.min_gap[ty]
-    q = _slot_after(tl, p, order, ls, veh.pos)
-    follower = order[q - 1] if q > ls.lane_start[tl] else -1
-    if q < ls.lane_start[tl + 1]:
+    ty = vtype[i]
+    v, p, length = speed[i], pos[i], t_length[ty]
+    bsafe = t_emergency_decel[ty] * 0.5 if relaxed else t_decel[ty]
+    s_min = 0.5 if relaxed else t_min_gap[ty]
+    q = _slot_after(tl, p, order, lane_start, pos)
+    follower = order[q - 1] if q > lane_start[tl] else -1
+    if q < lane_start[tl + 1]:
         j = order[q]
-        gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+        gap = pos[j] - t_length[vtype[j]] - p
         if gap < s_min:
             return False, follower
-        vmax = min(types.max_speed[ty], roads.lane_speed[tl] * types.speed_factor[ty])
-        acc = idm(v, vmax, gap, v - veh.speed[j], types.accel[ty], types.decel[ty],
-                  types.min_gap[ty], types.tau[ty], types.delta[ty])
+        vmax = min(t_max_speed[ty], lane_speed[tl] * t_speed_factor[ty])
+        acc = idm(v, vmax, gap, v - speed[j], t_accel[ty], t_decel[ty], t_min_gap[ty],
+                  t_tau[ty], t_delta[ty])
         if max(acc, -v / dt) < -bsafe:  # a standing vehicle needs no braking to stay
             return False, follower
     if follower >= 0:
         f = follower
-        tf = veh.vtype[f]
-        gap = p - length - veh.pos[f]
+        tf = vtype[f]
+        gap = p - length - pos[f]
         if gap < s_min:
             return False, follower
-        vmaxf = min(types.max_speed[tf], roads.lane_speed[tl] * types.speed_factor[tf])
-        vf = veh.speed[f]
-        acc = idm(vf, vmaxf, gap, vf - v, types.accel[tf], types.decel[tf],
-                  types.min_gap[tf], types.tau[tf], types.delta[tf])
+        vmaxf = min(t_max_speed[tf], lane_speed[tl] * t_speed_factor[tf])
+        vf = speed[f]
+        acc = idm(vf, vmaxf, gap, vf - v, t_accel[tf], t_decel[tf], t_min_gap[tf], t_tau[tf],
+                  t_delta[tf])
         if max(acc, -vf / dt) < -bsafe:
             return False, follower
     return True, follower
@@ -118,6 +126,13 @@ def _safe(i, tl, relaxed, order, veh, types, roads, ls, dt):
 def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     """Decide and carry out lane changes for this tick. Returns the number of changes."""
     n_normal = roads.n_normal
+    vtype, speed, pos = veh.vtype, veh.speed, veh.pos
+    lane_speed, lane_start = roads.lane_speed, ls.lane_start
+    t_length, t_min_gap, t_accel, t_decel = types.length, types.min_gap, types.accel, types.decel
+    t_emergency, t_max_speed, t_tau = types.emergency_decel, types.max_speed, types.tau
+    t_delta, t_speed_factor = types.delta, types.speed_factor
+    lane_out_ptr, lane_out = roads.lane_out_ptr, roads.lane_out
+    conn_to_edge, conn_to_lane = roads.conn_to_edge, roads.conn_to_lane
     changes = 0
     for k in range(n):
         veh.coop[order[k]] = -1
@@ -126,81 +141,132 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
         lane_i = veh.lane[i]
         if lane_i >= n_normal:
             continue
+        if veh.reach_lane[i] == lane_i and veh.reach[i] >= REACH and (tick + i) % TACTICAL_EVERY:
+            continue  # cached for this visit of the lane: no need to change, no look for speed
         e = roads.lane_edge[lane_i]
         nl = roads.edge_num_lanes[e]
         if nl < 2:
             continue
-        ty = veh.vtype[i]
-        if veh.pos[i] < min(types.length[ty] + 1.0, 0.5 * roads.lane_length[lane_i]):
+        ty = vtype[i]
+        if pos[i] < min(t_length[ty] + 1.0, 0.5 * roads.lane_length[lane_i]):
             continue  # still entering the lane
         first = roads.edge_first_lane[e]
         r, last, rs = veh.ridx[i], veh.route_len[i] - 1, veh.route_start[i]
         nxt = route_edges[rs + r + 1] if r < last else -1
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-        to_end = roads.lane_length[lane_i] - veh.pos[i]
+        to_end = roads.lane_length[lane_i] - pos[i]
         own = REACH
-        if nxt >= 0:  # the reach of a lane depends only on the lane and the route ahead
+        if nxt >= 0:
+            # The reach of a lane depends only on the lane and the route ahead: computed once
+            # per lane and route position, with the best lane to head for and the reach of the
+            # lanes on either side.
             if veh.reach_lane[i] != lane_i or veh.reach_at[i] != rs + r:
-                veh.reach[i] = _reach(lane_i, r, rs, last, route_edges, roads)
-                veh.reach_lane[i] = lane_i
-                veh.reach_at[i] = rs + r
+                _cache_reach(i, lane_i, first, nl, r, rs, last, route_edges, lane_out_ptr,
+                             lane_out, conn_to_edge, conn_to_lane, roads.lane_length, veh.reach,
+                             veh.reach_best, veh.reach_left, veh.reach_right, veh.reach_lane,
+                             veh.reach_at)
             own = veh.reach[i]
         if own < REACH:
             # Strategic: head for the nearest lane that leads on furthest (SUMO's best lanes).
-            best, best_q, best_d = -1, own, 1 << 30
-            for tl in range(first, first + nl):
-                q = _reach(tl, r, rs, last, route_edges, roads)
-                d = abs(tl - lane_i)
-                if q > best_q or (q == best_q and q > own and d < best_d):
-                    best, best_q, best_d = tl, q, d
+            best = veh.reach_best[i]
             if best >= 0:
                 tl = lane_i + (1 if best > lane_i else -1)
                 if ls.lc_stamp[tl] == tick:
                     continue
                 urgent = to_end + max(own, 0.0) < URGENT
-                ok, follower = _safe(i, tl, urgent, order, veh, types, roads, ls, dt)
+                ok, follower = _safe(i, tl, urgent, order, lane_start, vtype, speed, pos,
+                                     lane_speed, t_length, t_min_gap, t_accel, t_decel,
+                                     t_emergency, t_max_speed, t_tau, t_delta, t_speed_factor,
+                                     dt)
                 if ok:
-                    _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
+                    _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
+                               veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
+                               conn_to_lane)
                     changes += 1
-                elif _swap(i, lane_i, tl, order, veh, types, roads, ls, route_edges, t, tick):
+                elif _swap(i, lane_i, tl, order, lane_start, ls.lc_stamp, veh.lane,
+                           veh.lc_time, pos, vtype, veh.next_conn, veh.ridx, veh.route_len,
+                           veh.route_start, t_length, route_edges, lane_out_ptr, lane_out,
+                           conn_to_edge, conn_to_lane, t, tick):
                     changes += 2
                 elif follower >= 0 and urgent:
-                    _ask_room(i, tl, order, veh, types, ls)
+                    _ask_room(i, tl, order, lane_start, pos, vtype, veh.coop, t_length)
                 continue
             if own < 0:
                 continue  # the edge cannot lead on: the vehicle will be teleported
         if (tick + i) % TACTICAL_EVERY or t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
             continue
-        here = _accel_on(i, lane_i, order, veh, types, roads, ls)
-        if here > 0.0 and veh.speed[i] > 0.9 * roads.lane_speed[lane_i]:
+        here = _accel_on(i, lane_i, order, lane_start, vtype, speed, pos, lane_speed, t_length,
+                         t_min_gap, t_accel, t_decel, t_max_speed, t_tau, t_delta,
+                         t_speed_factor)
+        if here > 0.0 and speed[i] > 0.9 * lane_speed[lane_i]:
             continue
         for step in (1, -1):  # overtake on the left first
             tl = lane_i + step
             if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
                 continue
-            if nxt >= 0 and _reach(tl, r, rs, last, route_edges, roads) < min(own, REACH):
-                continue  # would lead less far along the route
-            there = _accel_on(i, tl, order, veh, types, roads, ls)
+            if nxt >= 0:
+                side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
+                if side < min(own, REACH):
+                    continue  # would lead less far along the route
+            there = _accel_on(i, tl, order, lane_start, vtype, speed, pos, lane_speed,
+                              t_length, t_min_gap, t_accel, t_decel, t_max_speed, t_tau,
+                              t_delta, t_speed_factor)
             if there > here + GAIN:
-                ok, _ = _safe(i, tl, False, order, veh, types, roads, ls, dt)
+                ok, _ = _safe(i, tl, False, order, lane_start, vtype, speed, pos, lane_speed,
+                              t_length, t_min_gap, t_accel, t_decel, t_emergency, t_max_speed,
+                              t_tau, t_delta, t_speed_factor, dt)
                 if ok:
-                    _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls)
+                    _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
+                               veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
+                               conn_to_lane)
                     changes += 1
                     break
     return changes
 
 
-@njit
-def _fits(x, lane_i, p, length, skip1, skip2, order, veh, types, ls):
+@njit_inline
+def _cache_reach(i, lane_i, first, nl, r, rs, last, route_edges, lane_out_ptr, lane_out,
+                 conn_to_edge, conn_to_lane, lane_length, reach, reach_best, reach_left,
+                 reach_right, reach_lane, reach_at):
+    """Fill vehicle ``i``'s reach cache for ``lane_i`` at route position ``r``: the reach of
+    its lane, the lane to head for when that is short (-1: none better) and the reaches of the
+    lanes to its left and right (-2 where there is no lane). The cache is valid while the
+    vehicle stays on this lane (:func:`~citytwin.agents.kernels.traffic.move`, teleports and
+    rerouting forget it)."""
+    own = _reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edge,
+                 conn_to_lane, lane_length)
+    best, best_q, best_d = -1, own, 1 << 30
+    left = right = -2.0
+    for tl in range(first, first + nl):
+        q = own if tl == lane_i else _reach(tl, r, rs, last, route_edges, lane_out_ptr,
+                                            lane_out, conn_to_edge, conn_to_lane, lane_length)
+        if tl == lane_i + 1:
+            left = q
+        elif tl == lane_i - 1:
+            right = q
+        if own < REACH:
+            d = abs(tl - lane_i)
+            if q > best_q or (q == best_q and q > own and d < best_d):
+                best, best_q, best_d = tl, q, d
+    reach[i] = own
+    reach_best[i] = best
+    reach_left[i] = left
+    reach_right[i] = right
+    reach_lane[i] = lane_i
+    reach_at[i] = rs + r
+
+
+@njit_inline
+def _fits(x, lane_i, p, length, skip1, skip2, order, lane_start, pos, vtype, t_length):
     """Would a vehicle of ``length`` with its front at ``p`` on ``lane_i`` keep 0.5 m from the
     vehicles there (ignoring ``skip1`` and ``skip2``)?"""
-    for q in range(ls.lane_start[lane_i], ls.lane_start[lane_i + 1]):
+    for q in range(lane_start[lane_i], lane_start[lane_i + 1]):
         j = order[q]
         if j in (skip1, skip2, x):
             continue
-        pj = veh.pos[j]
+        pj = pos[j]
         if pj >= p:
-            if pj - types.length[veh.vtype[j]] - p < 0.5:
+            if pj - t_length[vtype[j]] - p < 0.5:
                 return False
             break
         if p - length - pj < 0.5:
@@ -208,59 +274,63 @@ def _fits(x, lane_i, p, length, skip1, skip2, order, veh, types, ls):
     return True
 
 
-@njit
-def _swap(i, lane_i, tl, order, veh, types, roads, ls, route_edges, t, tick) -> bool:
+@njit_inline
+def _swap(i, lane_i, tl, order, lane_start, lc_stamp, lane, lc_time, pos, vtype, next_conn,
+          ridx, route_len, route_start, t_length, route_edges, lane_out_ptr, lane_out,
+          conn_to_edge, conn_to_lane, t, tick) -> bool:
     """Swap places with a vehicle beside ``i`` on ``tl`` that needs ``i``'s lane (two
     vehicles side by side at a stop line, each in the other's turning lane)."""
-    if ls.lc_stamp[lane_i] == tick:
+    if lc_stamp[lane_i] == tick:
         return False
-    p, li = veh.pos[i], types.length[veh.vtype[i]]
-    for q in range(ls.lane_start[tl], ls.lane_start[tl + 1]):
+    p, li = pos[i], t_length[vtype[i]]
+    for q in range(lane_start[tl], lane_start[tl + 1]):
         j = order[q]
-        lj = types.length[veh.vtype[j]]
-        if abs(veh.pos[j] - p) > 0.5 * min(li, lj) or veh.next_conn[j] >= 0:
+        lj = t_length[vtype[j]]
+        if abs(pos[j] - p) > 0.5 * min(li, lj) or next_conn[j] >= 0:
             continue
-        rj, lastj, rsj = veh.ridx[j], veh.route_len[j] - 1, veh.route_start[j]
+        rj, lastj, rsj = ridx[j], route_len[j] - 1, route_start[j]
         if rj >= lastj:
             continue
         nj = route_edges[rsj + rj + 1]
         n2j = route_edges[rsj + rj + 2] if rj + 2 <= lastj else -1
-        if find_conn(lane_i, nj, n2j, roads.lane_out_ptr, roads.lane_out, roads.conn_to_edge,
-                     roads.conn_to_lane) < 0:
+        if find_conn(lane_i, nj, n2j, lane_out_ptr, lane_out, conn_to_edge, conn_to_lane) < 0:
             continue
-        if not (_fits(i, tl, p, li, i, j, order, veh, types, ls)
-                and _fits(j, lane_i, veh.pos[j], lj, i, j, order, veh, types, ls)):
+        if not (_fits(i, tl, p, li, i, j, order, lane_start, pos, vtype, t_length)
+                and _fits(j, lane_i, pos[j], lj, i, j, order, lane_start, pos, vtype,
+                          t_length)):
             return False
-        r, last, rs = veh.ridx[i], veh.route_len[i] - 1, veh.route_start[i]
+        r, last, rs = ridx[i], route_len[i] - 1, route_start[i]
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-        _do_change(i, tl, route_edges[rs + r + 1], n2, t, tick, veh, roads, ls)
-        _do_change(j, lane_i, nj, n2j, t, tick, veh, roads, ls)
+        _do_change(i, tl, route_edges[rs + r + 1], n2, t, tick, lane, lc_time, lc_stamp,
+                   next_conn, lane_out_ptr, lane_out, conn_to_edge, conn_to_lane)
+        _do_change(j, lane_i, nj, n2j, t, tick, lane, lc_time, lc_stamp, next_conn,
+                   lane_out_ptr, lane_out, conn_to_edge, conn_to_lane)
         return True
     return False
 
 
-@njit
-def _ask_room(i, tl, order, veh, types, ls):
+@njit_inline
+def _ask_room(i, tl, order, lane_start, pos, vtype, coop, t_length):
     """Ask the first vehicle on ``tl`` wholly behind ``i`` to hold back and open a gap
     (vehicles beside ``i`` cannot help: they drive on and free the place)."""
-    back = veh.pos[i] - types.length[veh.vtype[i]]
-    q = _slot_after(tl, veh.pos[i], order, ls, veh.pos) - 1
-    while q >= ls.lane_start[tl] and veh.pos[order[q]] > back - 0.5:
+    back = pos[i] - t_length[vtype[i]]
+    q = _slot_after(tl, pos[i], order, lane_start, pos) - 1
+    while q >= lane_start[tl] and pos[order[q]] > back - 0.5:
         q -= 1
-    if q >= ls.lane_start[tl]:
+    if q >= lane_start[tl]:
         f = order[q]
-        if veh.coop[f] < 0:
-            veh.coop[f] = i
+        if coop[f] < 0:
+            coop[f] = i
 
 
-@njit
-def _do_change(i, tl, nxt, n2, t, tick, veh, roads, ls):
-    veh.lane[i] = tl
-    veh.lc_time[i] = t
-    ls.lc_stamp[tl] = tick
+@njit_inline
+def _do_change(i, tl, nxt, n2, t, tick, lane, lc_time, lc_stamp, next_conn, lane_out_ptr,
+               lane_out, conn_to_edge, conn_to_lane):
+    lane[i] = tl
+    lc_time[i] = t
+    lc_stamp[tl] = tick
     if nxt >= 0:
-        veh.next_conn[i] = find_conn(tl, nxt, n2, roads.lane_out_ptr, roads.lane_out,
-                                     roads.conn_to_edge, roads.conn_to_lane)
+        next_conn[i] = find_conn(tl, nxt, n2, lane_out_ptr, lane_out, conn_to_edge,
+                                 conn_to_lane)
     else:
-        veh.next_conn[i] = -1
-
+        next_conn[i] = -1

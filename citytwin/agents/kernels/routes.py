@@ -51,13 +51,14 @@ def extract_paths(pred: np.ndarray, row_of: np.ndarray, origins: np.ndarray,
 
 @njit
 def apply_routes(slots, ptr, edges, lane, pos, route_start, route_len, ridx, next_conn,
-                 route_edges, n_route, lane_length, lane_out_ptr, lane_out, conn_to_edge,
-                 conn_to_lane):
+                 reach_lane, route_edges, n_route, lane_length, lane_out_ptr, lane_out,
+                 conn_to_edge, conn_to_lane):
     """Give vehicles ``slots[k]`` the new routes ``edges[ptr[k]:ptr[k+1]]`` (starting at
     their current edge) where they differ from what is left of the old route.
 
     A new route whose next edge cannot be reached from the current lane is refused within
     50 m of the lane's end (too late to change lanes). Returns ``(changed, n_route)``.
+    ``reach_lane``: the vehicles' lane-change caches, forgotten for every changed route.
     """
     changed = 0
     for k in range(slots.shape[0]):
@@ -85,6 +86,7 @@ def apply_routes(slots, ptr, edges, lane, pos, route_start, route_len, ridx, nex
         route_len[i] = m
         ridx[i] = 0
         next_conn[i] = c
+        reach_lane[i] = -1  # its lane-change cache was for the old route
         n_route += m
         changed += 1
     return changed, n_route

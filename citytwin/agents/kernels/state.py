@@ -31,6 +31,9 @@ class VehicleArrays(NamedTuple):
     lc_time: np.ndarray     # f8 sim time of the last lane change
     coop: np.ndarray        # i4 vehicle this one makes room for (cooperative lane change)
     reach: np.ndarray       # f8 cached lane-change reach of (reach_lane, reach_at)
+    reach_best: np.ndarray  # i4 cached lane to head for when the reach is short (-1: none)
+    reach_left: np.ndarray  # f8 cached reach of the lane to the left (-2: no lane)
+    reach_right: np.ndarray  # f8 cached reach of the lane to the right (-2: no lane)
     reach_lane: np.ndarray  # i4 lane the cached reach is for (-1: none)
     reach_at: np.ndarray    # i8 route-table index (route_start + ridx) it is for
 

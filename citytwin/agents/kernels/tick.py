@@ -138,10 +138,9 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
                                       fl.free_slots, c[N_FREE], fl.order, n, t, tick,
                                       fl.inserted)
         c[N_ALIVE] += n_ins
-        if n_ins:
+        if n_ins:  # insertion kept the prepass's figures up to date; the order it cannot
             n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, n_lanes, fl.tmp,
                              ls.lane_start)
-            prepass(fl.order, n, veh, types, roads, ls)
 
         n_on = c[N_ALIVE]
         follow(fl.order, n, veh, types, roads, ls, route_edges, dt)

@@ -166,16 +166,20 @@ def prepass(order, n, veh, types, roads, ls):
 
 
 @njit_inline
-def foes_inside(c, roads, ls) -> bool:
+def foes_inside(c, foe_ptr, foe, foe_clear, occ, min_back) -> bool:
     """Is a vehicle inside a foe of connection ``c`` and not yet past their conflict
-    point (for a merging foe: still inside at all)?"""
-    for q in range(roads.conn_foe_ptr[c], roads.conn_foe_ptr[c + 1]):
-        f = roads.conn_foe[q]
-        clear = roads.conn_foe_clear[q]
+    point (for a merging foe: still inside at all)?
+
+    Like every helper called per vehicle, it takes the arrays it reads, not the bundles
+    (see :mod:`citytwin.agents.kernels._config`).
+    """
+    for q in range(foe_ptr[c], foe_ptr[c + 1]):
+        f = foe[q]
+        clear = foe_clear[q]
         if clear == np.inf:
-            if ls.occ[f] > 0:
+            if occ[f] > 0:
                 return True
-        elif clear >= 0.0 and ls.min_back[f] < clear:  # clear < 0: no common point
+        elif clear >= 0.0 and min_back[f] < clear:  # clear < 0: no common point
             return True
     return False
 
@@ -193,41 +197,43 @@ def _time_to_cover(d: float, v: float, a: float, vmax: float) -> float:
 
 
 @njit_inline
-def _link_open(c, dist, v, i, veh, types, roads, ls) -> bool:
-    """May vehicle ``i``, ``dist`` metres before the stop line of link ``c``, drive on?"""
-    st = ls.conn_state[c]
+def _link_open(c, dist, v, halt, length, min_gap, accel, decel, max_speed, speed_factor,
+               n_normal, lane_speed, lane_length, foe_ptr, foe, foe_clear, resp_ptr, resp,
+               conn_to_lane, conn_state, occ, min_back, approach, approach_wait, tail_back,
+               reserved, tail_speed) -> bool:
+    """May a vehicle (speed ``v``, halting for ``halt`` s, of the given type parameters),
+    ``dist`` metres before the stop line of link ``c``, drive on?"""
+    st = conn_state[c]
     if st == RED:
         return False
-    ty = veh.vtype[i]
-    if st == YELLOW and v * v / (2.0 * types.decel[ty]) <= dist + 0.5:
+    if st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5:
         return False  # can stop comfortably: do so
     eta = dist / max(v, 1.0)
     if eta < CONFLICT_WINDOW:
-        if foes_inside(c, roads, ls):
+        if foes_inside(c, foe_ptr, foe, foe_clear, occ, min_back):
             return False
         if st == MINOR:
-            via = roads.n_normal + c
-            if veh.halt_cont[i] < IMPATIENCE:  # time to reach and leave the junction
-                vmax = min(types.max_speed[ty], roads.lane_speed[via] * types.speed_factor[ty])
-                clear = eta + _time_to_cover(roads.lane_length[via] + types.length[ty], v,
-                                             types.accel[ty], vmax) + 1.0
+            via = n_normal + c
+            if halt < IMPATIENCE:  # time to reach and leave the junction
+                vmax = min(max_speed, lane_speed[via] * speed_factor)
+                clear = eta + _time_to_cover(lane_length[via] + length, v, accel, vmax) + 1.0
             else:  # impatient: accepts a gap that makes the foe brake, not one that hits it
                 clear = eta + MIN_GAP_TIME
-            mine = veh.halt_cont[i] if v < HALT_SPEED else -1.0
-            for q in range(roads.conn_resp_ptr[c], roads.conn_resp_ptr[c + 1]):
-                f = roads.conn_resp[q]
-                if ls.approach[f] < clear:
+            mine = halt if v < HALT_SPEED else -1.0
+            for q in range(resp_ptr[c], resp_ptr[c + 1]):
+                f = resp[q]
+                if approach[f] < clear:
                     # Yield cycles (mutual or round-robin yielding, common in SUMO's joined
                     # junctions) would wait forever: among standing vehicles the one that has
                     # waited longest goes (ties: the lower link). The move kernel's foe check
                     # keeps two of them from entering in the same tick.
-                    w = ls.approach_wait[f]
+                    w = approach_wait[f]
                     if not (0.0 <= w < mine or (w == mine >= 0.0 and f > c)):
                         return False
         # Do not block the box: enter only if the exit lane has room or is moving.
-        to = roads.conn_to_lane[c]
-        room = ls.tail_back[to] - ls.reserved[to]
-        if room < types.length[ty] + types.min_gap[ty] and ls.tail_speed[to] < 2.0:
+        to = conn_to_lane[c]
+        room = tail_back[to] - reserved[to]
+        if room < length + min_gap and tail_speed[to] < 2.0:
             return False
     return True
 
@@ -275,7 +281,14 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
                         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
                         c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
                                       roads.lane_out, roads.conn_to_edge, roads.conn_to_lane)
-                    if c < 0 or not _link_open(c, dist, v, i, veh, types, roads, ls):
+                    if c < 0 or not _link_open(
+                            c, dist, v, veh.halt_cont[i], types.length[ty], s0, a, b,
+                            types.max_speed[ty], types.speed_factor[ty], n_normal,
+                            roads.lane_speed, roads.lane_length, roads.conn_foe_ptr,
+                            roads.conn_foe, roads.conn_foe_clear, roads.conn_resp_ptr,
+                            roads.conn_resp, roads.conn_to_lane, ls.conn_state, ls.occ,
+                            ls.min_back, ls.approach, ls.approach_wait, ls.tail_back,
+                            ls.reserved, ls.tail_speed):
                         gap = dist - STOP_LINE_GAP
                         acc = min(acc, idm(v, vmax, gap, v, a, b, min(s0, 1.0), T, dl))
                         cap = min(cap, max(dist - 1e-9, 0.0))
@@ -311,17 +324,18 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
 
 
 @njit_inline
-def _detect(lane_i, a, b, length, t_end, det):
+def _detect(lane_i, a, b, length, t_end, lane_ptr, by_lane, det_pos, counts, present,
+            last_on):
     """Loop detectors on ``lane_i`` passed by a front moving from ``a`` to ``b``."""
-    for q in range(det.lane_ptr[lane_i], det.lane_ptr[lane_i + 1]):
-        d = det.by_lane[q]
-        x = det.pos[d]
+    for q in range(lane_ptr[lane_i], lane_ptr[lane_i + 1]):
+        d = by_lane[q]
+        x = det_pos[d]
         if a < x <= b:
-            det.counts[d] += 1
-            det.last_on[d] = t_end
+            counts[d] += 1
+            last_on[d] = t_end
         if b - length <= x <= b:
-            det.present[d] = 1
-            det.last_on[d] = t_end
+            present[d] = 1
+            last_on[d] = t_end
 
 
 @njit
@@ -353,12 +367,15 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
             ll = roads.lane_length[lane_i]
             if lane_i < n_normal:
                 if veh.ridx[i] >= veh.route_len[i] - 1:
-                    _detect(lane_i, p, ll, length, t_end, det)
+                    _detect(lane_i, p, ll, length, t_end, det.lane_ptr, det.by_lane, det.pos,
+                            det.counts, det.present, det.last_on)
                     veh.dist[i] += ll - p
                     arrived = True
                     break
                 c = veh.next_conn[i]
-                blocked = c < 0 or ls.conn_state[c] == RED or foes_inside(c, roads, ls)
+                blocked = c < 0 or ls.conn_state[c] == RED or foes_inside(
+                    c, roads.conn_foe_ptr, roads.conn_foe, roads.conn_foe_clear, ls.occ,
+                    ls.min_back)
                 if blocked:  # hard stop at the line: never enter on red or into a foe
                     stats[S_BLOCKED] += 1
                     newp = ll
@@ -368,7 +385,8 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 ls.min_back[c] = min(ls.min_back[c], newp - ll - length)
                 junction_passed[roads.conn_junction[c]] += 1
                 veh.last_conn[i] = c
-                _detect(lane_i, p, ll, length, t_end, det)
+                _detect(lane_i, p, ll, length, t_end, det.lane_ptr, det.by_lane, det.pos,
+                            det.counts, det.present, det.last_on)
                 veh.dist[i] += ll - p
                 newp -= ll
                 p = 0.0
@@ -380,6 +398,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 lane_i = roads.conn_to_lane[lane_i - n_normal]
                 r = veh.ridx[i] + 1
                 veh.ridx[i] = r
+                veh.reach_lane[i] = -1  # the lane-change cache is per visit of a lane
                 rs = veh.route_start[i]
                 last = veh.route_len[i] - 1
                 if r < last:
@@ -390,16 +409,16 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 else:
                     veh.next_conn[i] = -1
         if arrived:
-            tr = veh.trip[i]
-            trips.state[tr] = 2
-            trips.arrival[tr] = t_end
-            _finish(i, tr, veh, trips)
+            _finish(i, veh.trip[i], 2, t_end, veh.dist, veh.waiting, veh.time_loss, veh.stops,
+                    veh.alive, trips.state, trips.arrival, trips.route_length, trips.waiting,
+                    trips.time_loss, trips.stops)
             arrived_out[n_out] = i
             n_out += 1
             stats[S_ARRIVED] += 1
             continue
         if lane_i >= n_normal or newp > p:
-            _detect(lane_i, p, newp, length, t_end, det)
+            _detect(lane_i, p, newp, length, t_end, det.lane_ptr, det.by_lane, det.pos,
+                    det.counts, det.present, det.last_on)
         veh.dist[i] += max(newp - p, 0.0)
         veh.pos[i] = newp
         veh.lane[i] = lane_i
@@ -422,10 +441,9 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
             if ttt > 0.0 and veh.halt_cont[i] >= ttt and front:
                 stats[S_TELEPORTS] += 1
                 if not _teleport(i, veh, types, roads, ls, route_edges):
-                    tr = veh.trip[i]
-                    trips.state[tr] = 3
-                    trips.arrival[tr] = t_end
-                    _finish(i, tr, veh, trips)
+                    _finish(i, veh.trip[i], 3, t_end, veh.dist, veh.waiting, veh.time_loss,
+                            veh.stops, veh.alive, trips.state, trips.arrival,
+                            trips.route_length, trips.waiting, trips.time_loss, trips.stops)
                     arrived_out[n_out] = i
                     n_out += 1
                     stats[S_OUT] += 1
@@ -443,12 +461,16 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
 
 
 @njit_inline
-def _finish(i, tr, veh, trips):
-    trips.route_length[tr] = veh.dist[i]
-    trips.waiting[tr] = veh.waiting[i]
-    trips.time_loss[tr] = veh.time_loss[i]
-    trips.stops[tr] = veh.stops[i]
-    veh.alive[i] = 0
+def _finish(i, tr, state, t_end, veh_dist, veh_waiting, veh_time_loss, veh_stops, alive,
+            trip_state, arrival, route_length, waiting, time_loss, stops):
+    """Close trip ``tr`` of slot ``i`` with ``state`` (arrived or teleported out)."""
+    trip_state[tr] = state
+    arrival[tr] = t_end
+    route_length[tr] = veh_dist[i]
+    waiting[tr] = veh_waiting[i]
+    time_loss[tr] = veh_time_loss[i]
+    stops[tr] = veh_stops[i]
+    alive[i] = 0
 
 
 @njit
@@ -481,6 +503,7 @@ def _teleport(i, veh, types, roads, ls, route_edges) -> bool:
             veh.next_conn[i] = best_c
             veh.last_conn[i] = -1
             veh.halt_cont[i] = 0.0
+            veh.reach_lane[i] = -1
             ls.tail_back[best] = 0.0
             return True
     return False
