@@ -217,7 +217,7 @@ class Link:
 
     def step(self, now):
         """Read what is waiting, answer it, run the timers."""
-        while True:
+        for _ in range(4):  # bounded, so a flood cannot starve the timers
             data = self.port.read(512)
             if not data:
                 break
@@ -417,8 +417,9 @@ class Link:
                 self.board.on_link(True)
             return
         if reason == w.NAK_NO_SESSION:
-            self._lost()
-            return
+            if hello is None:  # in session as far as we knew: the bridge lost it
+                self._lost()
+            return  # else: a frame sent before our HELLO; the HELLO is on its way
         flight = self._inflight
         if flight is None or flight[1] != ref:
             return

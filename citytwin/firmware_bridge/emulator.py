@@ -164,7 +164,11 @@ class FirmwareEmulator:
             self.link.paused = False
 
     def close(self) -> None:
-        """Unplug and remove the alias symlink."""
+        """Say goodbye (``BYE``) if in session, unplug, and remove the alias symlink."""
+        self._stop_thread()
+        if self.link is not None and self._port is not None:
+            with contextlib.suppress(OSError):
+                self.link.bye()
         self.unplug()
         if self.alias is not None:
             with contextlib.suppress(FileNotFoundError):

@@ -29,9 +29,10 @@ from citytwin.hil.protocol import valid_name
 
 __all__ = ["ACK_REQUESTED", "FIRST", "HEADER", "LAST", "MAX_PAYLOAD", "MODES", "VERSION",
            "Calls", "Channel", "Clock", "Frame", "FrameRefused", "FrameType", "Heads", "Hello",
-           "Message", "Nak", "encode", "pack_ack", "pack_calls", "pack_clock", "pack_heads",
-           "pack_message", "pack_nak", "parse", "unpack_ack", "unpack_calls", "unpack_clock",
-           "unpack_heads", "unpack_hello", "unpack_message", "unpack_nak"]
+           "Message", "Nak", "encode", "json_object", "pack_ack", "pack_calls", "pack_clock",
+           "pack_heads", "pack_message", "pack_nak", "parse", "split_message", "unpack_ack",
+           "unpack_calls", "unpack_clock", "unpack_heads", "unpack_hello", "unpack_message",
+           "unpack_nak"]
 
 #: Protocol version (the first byte of every body).
 VERSION = 1
@@ -305,6 +306,38 @@ def pack_message(message: Message) -> bytes:
     return _MSG.pack(int(message.channel), flags) + message.data
 
 
+def split_message(channel: Channel, data: bytes, mtu: int) -> list[bytes]:
+    """The ``MESSAGE`` payloads that carry ``data`` to a peer taking ``mtu``-byte payloads
+    (one part for an empty message)."""
+    size = mtu - _MSG.size
+    if size < 1:
+        raise ValueError(f"mtu {mtu} leaves no room for message bytes")
+    chunks = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
+    last = len(chunks) - 1
+    return [pack_message(Message(channel, k == 0, k == last, chunk))
+            for k, chunk in enumerate(chunks)]
+
+
+def json_object(data: bytes, what: str) -> dict[str, Any]:
+    """``data`` as a UTF-8 JSON object (strict JSON: no ``NaN`` or ``Infinity``).
+
+    Raises:
+        FrameRefused: ``MALFORMED`` (not UTF-8 JSON, too deeply nested, not an object).
+    """
+    try:
+        value = json.loads(data.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise FrameRefused(Nak.MALFORMED, f"{what} is not UTF-8 JSON (NaN and Infinity are "
+                           "not JSON)") from None
+    if not isinstance(value, dict):
+        raise FrameRefused(Nak.MALFORMED, f"{what} must be a JSON object")
+    return value
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
 def unpack_message(payload: bytes) -> Message:
     """Read a ``MESSAGE`` payload. Raises FrameRefused (MALFORMED)."""
     if len(payload) < _MSG.size:
@@ -356,12 +389,7 @@ def unpack_hello(payload: bytes) -> Hello:
         FrameRefused: ``MALFORMED`` (not a JSON object, a field of the wrong type) or
             ``REFUSED`` (unknown kind, invalid id, limits out of range).
     """
-    try:
-        data = json.loads(payload)
-    except (UnicodeDecodeError, ValueError):
-        raise FrameRefused(Nak.MALFORMED, "HELLO is not UTF-8 JSON") from None
-    if not isinstance(data, dict):
-        raise FrameRefused(Nak.MALFORMED, "HELLO must be a JSON object")
+    data = json_object(payload, "HELLO")
     kind, device_id, fw = data.get("kind"), data.get("id"), data.get("fw", "")
     lockstep, caps = data.get("lockstep", False), data.get("caps", {})
     numbers = [data.get(k, d) for k, d in (("hb_ms", 1000), ("mtu", MAX_PAYLOAD),

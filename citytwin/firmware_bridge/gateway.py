@@ -1,39 +1,27 @@
-"""The serial gateway: each device on a serial line becomes an MQTT device of the contract.
+"""The serial gateway: the device on a serial line becomes an MQTT device of the contract.
 
-:class:`SerialGateway` serves one port. The port's reader thread and the MQTT network thread
-only enqueue; one loop thread takes their items in order, drives the
-:class:`~citytwin.firmware_bridge.line.LineSession`, and writes to the port and publishes.
+:class:`SerialGateway` serves one port. The port's reader thread, the device's MQTT network
+thread and the thread that brings its MQTT client up only enqueue; one loop thread takes
+their items in order, drives the :class:`~citytwin.firmware_bridge.line.LineSession`, writes
+to the port and publishes. No step of the loop waits on the broker for long: the MQTT client
+is started on a helper thread, so the serial line keeps its heartbeats while a broker is slow
+or down.
 
-How a device on the line maps onto ``docs/hil-protocol.md``:
-
-* Its ``HELLO`` opens **one MQTT client for that device** (client id
-  ``citytwin-serial-{site}-{kind}-{id}``) whose last will is the device's retained ``avail``
-  offline, so the broker announces it gone even if the gateway dies. On every (re)connect the
-  client publishes ``avail`` online and a ``birth`` built from the ``HELLO`` (both retained,
-  QoS 1) and subscribes to the device's ``config``, ``input``, ``cmd``, ``error`` and the
-  site's simulator ``clock`` and ``avail``.
-* Device to simulator: ``HEADS`` and ``MESSAGE`` ``state`` become ``state``, ``MESSAGE``
-  ``ack`` becomes ``ack``; the gateway adds ``v`` and a ``seq`` that increases through the
-  device's session (a re-``birth`` restarts the simulator's count, so it never has to go
-  back to 0).
-* Simulator to device: ``config``, ``cmd``, ``error`` and inputs without ``calls`` travel as
-  ``MESSAGE`` parts (the JSON unchanged); a signal ``input`` becomes ``CALLS``, the sim
-  ``clock`` becomes ``CLOCK``, the sim ``avail`` becomes ``SIM_AVAIL``. The retained config is
-  kept and given to the device again after every new ``HELLO`` (a rebooted board forgot it).
-* The device is **offline at once** (retained ``avail`` offline, then a clean disconnect) when
-  the port fails or disappears, when it says ``BYE``, when it misses its heartbeats, or when
-  another device says ``HELLO`` on the line. The gateway then reopens the port with a doubling
-  backoff (``retry_first`` up to ``retry_cap`` seconds) and asks for a fresh ``HELLO``.
-
-So the simulator cannot tell a serial device from a native MQTT one.
+The device's ``HELLO`` opens **one MQTT client for that device** (:mod:`.mapping` says what it
+publishes and how messages map onto frames), whose last will is the device's retained
+``avail`` offline. The device is **offline at once** (``avail`` offline, retained, confirmed
+by the broker, then a clean disconnect; the will if that fails) when the port fails or
+disappears, on ``BYE``, when it misses its heartbeats, or when another device says ``HELLO``
+on the line. A lost port is reopened with a doubling backoff (``retry_first`` up to
+``retry_cap`` seconds, reset when a device says ``HELLO``) and asked for a fresh ``HELLO``.
+The retained ``config`` is kept and given to the device again after every new ``HELLO`` (a
+rebooted board forgot it).
 """
 
 from __future__ import annotations
 
 import itertools
-import json
 import logging
-import math
 import queue
 import threading
 import time
@@ -42,19 +30,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from citytwin.errors import BridgeError
-from citytwin.firmware_bridge.frames import MODES, Calls, Channel, Clock, Hello
+from citytwin.errors import BridgeError, SerialLinkError
+from citytwin.firmware_bridge import mapping
+from citytwin.firmware_bridge.frames import Calls, Channel, Clock, Hello
 from citytwin.firmware_bridge.line import Event, Inbound, LineOptions, LineSession, Offline, Online
-from citytwin.firmware_bridge.port import PortError, PortLost, PortReader, open_port, write_all
+from citytwin.firmware_bridge.port import PortLost, PortReader, open_port, write_all
 from citytwin.hil.broker import BrokerURL
-from citytwin.hil.protocol import ROOT, encode, topic, valid_name
+from citytwin.hil.protocol import valid_name
 from citytwin.hil.transport import MqttLink
 
-__all__ = ["GatewayOptions", "SerialGateway"]
+__all__ = ["Backoff", "GatewayOptions", "SerialGateway"]
 
 _log = logging.getLogger(__name__)
-_TO_DEVICE = {"config": Channel.CONFIG, "cmd": Channel.CMD, "error": Channel.ERROR,
-              "input": Channel.INPUT}
+#: ``(source, token, value)``: ``port`` (bytes or PortLost), ``mqtt`` ((topic, payload)),
+#: ``link`` (a started MqttLink or the BridgeError of its start), ``stop``.
+_Item = tuple[str, int, Any]
 
 
 @dataclass(frozen=True)
@@ -65,9 +55,9 @@ class GatewayOptions:
         site: The site id of the MQTT topics.
         baudrate: Serial speed (ignored by ``socket://`` and ``loop://``).
         retry_first: Seconds before the first attempt to reopen a failed port.
-        retry_cap: Longest wait between attempts (the wait doubles up to it).
-        connect_timeout: Seconds to wait for the broker when a device says HELLO; on failure
-            the gateway tries again every ``retry_cap`` seconds while the device is there.
+        retry_cap: Longest wait between attempts (the wait doubles up to it); also the wait
+            before trying the broker again after it refused or did not answer.
+        connect_timeout: Seconds the broker has to accept a device's client.
         keepalive: MQTT keepalive of the device clients, seconds.
         line: Timing and limits of the serial protocol.
     """
@@ -76,7 +66,7 @@ class GatewayOptions:
     baudrate: int = 115200
     retry_first: float = 0.1
     retry_cap: float = 5.0
-    connect_timeout: float = 2.0
+    connect_timeout: float = 3.0
     keepalive: int = 5
     line: LineOptions = field(default_factory=LineOptions)
 
@@ -88,13 +78,32 @@ class GatewayOptions:
             raise BridgeError(f"GatewayOptions out of range: {self}")
 
 
+class Backoff:
+    """Doubling waits: ``first``, ``2*first``, ... up to ``cap``; :meth:`reset` starts over."""
+
+    def __init__(self, first: float, cap: float) -> None:
+        self.first, self.cap = first, cap
+        self._wait = first
+
+    def next(self) -> float:
+        """The wait before the next attempt."""
+        wait = self._wait
+        self._wait = min(2 * wait, self.cap)
+        return wait
+
+    def reset(self) -> None:
+        """The next wait is ``first`` again."""
+        self._wait = self.first
+
+
 class _Device:
-    """A device in session and its MQTT client."""
+    """The device in session and its MQTT client."""
 
     def __init__(self, hello: Hello, token: int) -> None:
         self.hello = hello
         self.token = token
-        self.link: MqttLink | None = None
+        self.link: MqttLink | None = None  # started and handed over by its helper thread
+        self.connecting = False
         self.retry_at = 0.0
         self.seq = 0
         self.config: bytes | None = None
@@ -102,7 +111,7 @@ class _Device:
 
 
 class SerialGateway:
-    """Bridges the devices on one serial port to an MQTT broker.
+    """Bridges the device on one serial port to an MQTT broker.
 
     Args:
         port: A device path or pyserial URL.
@@ -115,19 +124,20 @@ class SerialGateway:
                  *, clock: Callable[[], float] = time.monotonic) -> None:
         self.port_url = port
         self.broker = broker
-        self.options = options or GatewayOptions()
-        self.session = LineSession(self.options.line)
-        #: Port openings, failures, MQTT messages in and out, drops.
+        self.options = opts = options or GatewayOptions()
+        self.session = LineSession(opts.line)
+        #: Port openings and losses, MQTT messages in and out, drops and failures.
         self.counters: Counter[str] = Counter()
         self._clock = clock
-        self._inbox: queue.Queue[tuple[Any, Any]] = queue.Queue()
+        self._inbox: queue.Queue[_Item] = queue.Queue()
         self._tokens = itertools.count(1)
         self._port: Any = None
         self._reader: PortReader | None = None
         self._reader_token = 0
         self._device: _Device | None = None
+        self._starting: dict[int, tuple[threading.Thread, MqttLink, Hello]] = {}
         self._retry_at = 0.0
-        self._backoff = self.options.retry_first
+        self._backoff = Backoff(opts.retry_first, opts.retry_cap)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -148,16 +158,28 @@ class SerialGateway:
         dev = self._device
         return dev is not None and dev.link is not None and dev.link.connected
 
+    def stats(self) -> dict[str, int]:
+        """Every counter: the gateway's, the line's (``line.``) and the framing's
+        (``framing.``)."""
+        out = dict(self.counters)
+        out.update({f"line.{k}": v for k, v in self.session.counters.items()})
+        out.update({f"framing.{k}": v for k, v in self.session.decoder.counters.items()})
+        return dict(sorted(out.items()))
+
     # -- running ------------------------------------------------------------------------------
     def start(self) -> None:
-        """Run the gateway on a background thread (stop it with :meth:`stop`).
+        """Open the port (if it is there) and serve it on a background thread until
+        :meth:`stop`.
 
         Raises:
-            BridgeError: The port URL is invalid.
+            BridgeError: The port URL is invalid, or the gateway is already running.
         """
         if self._thread is not None:
             raise BridgeError("SerialGateway.start: already started")
-        self._check_url()
+        try:
+            self._attach(open_port(self.port_url, self.options.baudrate))
+        except SerialLinkError as exc:  # a missing port is fine: the loop retries it
+            self._port_failed(str(exc), self._clock())
         self._stop.clear()
         self._thread = threading.Thread(target=self.run, name=f"gateway {self.port_url}",
                                         daemon=True)
@@ -166,7 +188,7 @@ class SerialGateway:
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop: the device goes offline, its client disconnects, the port closes."""
         self._stop.set()
-        self._inbox.put_nowait((None, None))
+        self._inbox.put_nowait(("stop", 0, None))
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -181,84 +203,94 @@ class SerialGateway:
         finally:
             self._shutdown()
 
-    def _check_url(self) -> None:
-        try:
-            port = open_port(self.port_url, self.options.baudrate)
-        except PortError:
-            return  # a missing port is fine: it is retried
-        self._attach(port)
-
     def _once(self) -> None:
         now = self._clock()
         if self._port is None and now >= self._retry_at:
             self._try_open(now)
+        self._handle(self.session.poll(now), now)  # nothing waits unwritten while we block
         dev = self._device
-        if dev is not None and dev.link is None and now >= dev.retry_at:
+        idle = dev is not None and dev.link is None and not dev.connecting
+        if idle and dev is not None and now >= dev.retry_at:
             self._connect(dev)
         deadline = self.session.next_deadline() if self._port is not None else self._retry_at
-        if dev is not None and dev.link is None:
+        if idle and dev is not None:
             deadline = min(deadline, dev.retry_at)
+        items: list[_Item] = []
         try:
-            item = self._inbox.get(timeout=min(0.5, max(0.0, deadline - self._clock())))
+            items.append(self._inbox.get(timeout=min(0.5, max(0.0, deadline - self._clock()))))
+            while True:
+                items.append(self._inbox.get_nowait())
         except queue.Empty:
-            item = None
+            pass
         now = self._clock()
         events: list[Event] = []
-        while item is not None:
+        for item in items:
             events += self._take(item, now)
-            try:
-                item = self._inbox.get_nowait()
-            except queue.Empty:
-                item = None
         events += self.session.poll(now)
-        self._flush(events, now)
+        self._handle(events, now)
 
-    def _flush(self, events: list[Event], now: float) -> None:
-        for event in events:
-            self._event(event, now)
+    def _take(self, item: _Item, now: float) -> list[Event]:
+        source, token, value = item
+        if source == "port":
+            if token != self._reader_token:
+                return []  # a previous port's reader
+            if isinstance(value, PortLost):
+                return self._lost(value.reason, now)
+            return self.session.receive(value, now)
+        if source == "link":
+            self._linked(token, value, now)
+            return []
+        dev = self._device
+        if source == "mqtt" and dev is not None and token == dev.token:
+            topic, payload = value
+            self._from_mqtt(dev, topic, payload, now)
+        return []
+
+    def _handle(self, events: list[Event], now: float) -> None:
+        """Write what the line wants written (its ACKs first), then act on its events, and
+        write again what they added."""
+        events = self._write(now) + events
+        while events:
+            for event in events:
+                if isinstance(event, Online):
+                    self._online(event.hello, now)
+                elif isinstance(event, Offline):
+                    self._offline(event.reason)
+                elif isinstance(event, Inbound):
+                    self._to_mqtt(event)
+            events = self._write(now)
+
+    def _write(self, now: float) -> list[Event]:
         data = self.session.take_output()
         if data and self._port is not None:
             try:
                 write_all(self._port, data)
-            except PortError as exc:
-                for event in self._lost(str(exc), now):
-                    self._event(event, now)
-
-    def _take(self, item: tuple[Any, Any], now: float) -> list[Event]:
-        token, value = item
-        if token is None:
-            return []
-        if isinstance(token, tuple):  # from a device's MQTT client
-            dev = self._device
-            if dev is not None and token[0] == dev.token:
-                self._from_mqtt(dev, token[1], value)
-            return []
-        if token != self._reader_token:
-            return []  # a previous port's reader
-        if isinstance(value, PortLost):
-            return self._lost(value.reason, now)
-        return self.session.receive(value, now)
+            except SerialLinkError as exc:
+                return self._lost(str(exc), now)
+        return []
 
     # -- the port -----------------------------------------------------------------------------
     def _try_open(self, now: float) -> None:
         try:
             port = open_port(self.port_url, self.options.baudrate)
-        except PortError as exc:
-            self.counters["open_failures"] += 1
-            if self.counters["open_failures"] == 1 or self._backoff >= self.options.retry_cap:
-                _log.warning("%s; retrying every %g s at most", exc, self.options.retry_cap)
-            self._retry_at = now + self._backoff
-            self._backoff = min(2 * self._backoff, self.options.retry_cap)
+        except SerialLinkError as exc:
+            self._port_failed(str(exc), now)
             return
         self._attach(port)
 
+    def _port_failed(self, reason: str, now: float) -> None:
+        self.counters["open_failures"] += 1
+        wait = self._backoff.next()
+        if self.counters["open_failures"] == 1 or wait >= self.options.retry_cap:
+            _log.warning("%s; retrying in %g s", reason, wait)
+        self._retry_at = now + wait
+
     def _attach(self, port: Any) -> None:
         self._port = port
-        self._reader_token = next(self._tokens)
-        self._reader = PortReader(port, self._inbox, self._reader_token)
+        self._reader_token = token = next(self._tokens)
+        self._reader = PortReader(port, lambda v: self._inbox.put_nowait(("port", token, v)))
         self._reader.start()
         self.counters["port_opened"] += 1
-        self._backoff = self.options.retry_first
         self.session.opened(self._clock())
         _log.info("serial port %s open", self.port_url)
 
@@ -266,8 +298,7 @@ class SerialGateway:
         self.counters["port_lost"] += 1
         _log.warning("serial port %s lost: %s", self.port_url, reason)
         self._close_port()
-        self._retry_at = now + self._backoff
-        self._backoff = min(2 * self._backoff, self.options.retry_cap)
+        self._retry_at = now + self._backoff.next()
         return self.session.closed(reason)
 
     def _close_port(self) -> None:
@@ -281,67 +312,75 @@ class SerialGateway:
             except Exception as exc:  # closing a failed port may fail in many ways
                 _log.debug("closing %s: %s", self.port_url, exc)
 
-    # -- devices ------------------------------------------------------------------------------
-    def _event(self, event: Event, now: float) -> None:
-        if isinstance(event, Online):
-            self._online(event.hello, now)
-        elif isinstance(event, Offline):
-            self._offline(event.reason)
-        elif isinstance(event, Inbound):
-            self._to_mqtt(event)
-
+    # -- the device's MQTT client -------------------------------------------------------------
     def _online(self, hello: Hello, now: float) -> None:
+        self._backoff.reset()  # a device answers on this port
         dev = self._device
         if dev is not None and (dev.hello.kind, dev.hello.device_id) != (hello.kind,
                                                                          hello.device_id):
             self._offline(f"another device ({hello.kind}/{hello.device_id}) took the line")
             dev = None
-        if dev is not None:  # the same device again: a new session, a new birth
-            dev.hello = hello
-            if dev.link is not None:
-                self._birth(dev)
-            if dev.config is not None:
-                self.session.send_message(Channel.CONFIG, dev.config)
-            if dev.sim_online is not None:
-                self.session.send_sim_avail(dev.sim_online)
+        if dev is None:
+            self._device = dev = _Device(hello, next(self._tokens))
+            self._connect(dev)
             return
-        self._device = _Device(hello, next(self._tokens))
-        self._connect(self._device)
+        dev.hello = hello  # the same device again: a new session, a new birth
+        self.counters["rebirths"] += 1
+        if dev.link is not None:
+            self._birth(dev.link, hello)
+        if dev.config is not None:
+            self.session.send_message(Channel.CONFIG, dev.config, now)
+        if dev.sim_online is not None:
+            self.session.send_sim_avail(dev.sim_online, now)
 
     def _connect(self, dev: _Device) -> None:
-        hello, site = dev.hello, self.options.site
-        base = (site, hello.kind, hello.device_id)
-        subs = [(topic(*base, ch), 1) for ch in ("config", "input", "cmd", "error")]
-        subs += [(f"{ROOT}/{site}/sim/+/{ch}", 1) for ch in ("clock", "avail")]
-        token = dev.token
+        """Start the device's MQTT client on a helper thread; it enqueues the outcome."""
+        site, hello, token = self.options.site, dev.hello, dev.token
+        holder: list[MqttLink] = []
         link = MqttLink(
-            self.broker, f"citytwin-serial-{site}-{hello.kind}-{hello.device_id}", subs,
-            lambda t, p, _w: self._inbox.put_nowait(((token, t), p)),
-            will=(topic(*base, "avail"), encode({"status": "offline"}), 1, True),
-            keepalive=self.options.keepalive, on_connect=lambda: self._birth(dev))
-        dev.link = link  # before start(): its on_connect hook publishes the birth
-        try:
-            link.start(self.options.connect_timeout)
-        except BridgeError as exc:
-            dev.link = None
-            self.counters["mqtt_failures"] += 1
-            dev.retry_at = self._clock() + self.options.retry_cap
-            _log.error("%s/%s: %s; retrying in %g s", hello.kind, hello.device_id, exc,
-                       self.options.retry_cap)
-            return
-        _log.info("%s/%s online on %s", hello.kind, hello.device_id, self.port_url)
+            self.broker, mapping.client_id(site, hello), mapping.subscriptions(site, hello),
+            lambda t, p, _wall: self._inbox.put_nowait(("mqtt", token, (t, p))),
+            will=mapping.will(site, hello), keepalive=self.options.keepalive,
+            on_connect=lambda: self._birth(holder[0], dev.hello))
+        holder.append(link)
 
-    def _birth(self, dev: _Device) -> None:
-        """Publish avail online and the birth (on paho's network thread at a reconnect)."""
-        hello, link = dev.hello, dev.link
-        if link is None:
+        def start() -> None:
+            try:
+                link.start(self.options.connect_timeout)
+            except BridgeError as exc:
+                self._inbox.put_nowait(("link", token, exc))
+            else:
+                self._inbox.put_nowait(("link", token, link))
+
+        dev.connecting = True
+        thread = threading.Thread(target=start, name=f"mqtt start {hello.device_id}",
+                                  daemon=True)
+        self._starting[token] = (thread, link, hello)
+        thread.start()
+
+    def _linked(self, token: int, outcome: MqttLink | BridgeError, now: float) -> None:
+        started = self._starting.pop(token, None)
+        dev = self._device
+        if dev is None or dev.token != token:  # the device left while its client started
+            if isinstance(outcome, MqttLink) and started is not None:
+                self._retire(outcome, started[2])
             return
+        dev.connecting = False
+        if isinstance(outcome, BridgeError):
+            self.counters["mqtt_failures"] += 1
+            dev.retry_at = now + self.options.retry_cap
+            _log.error("%s/%s: %s; retrying in %g s", dev.hello.kind, dev.hello.device_id,
+                       outcome, self.options.retry_cap)
+            return
+        dev.link = outcome
+        _log.info("%s/%s online on %s", dev.hello.kind, dev.hello.device_id, self.port_url)
+
+    def _birth(self, link: MqttLink, hello: Hello) -> None:
+        """Publish avail online and the birth (on paho's thread at every (re)connect)."""
         site = self.options.site
         try:
-            link.publish(topic(site, hello.kind, hello.device_id, "avail"),
-                         encode({"status": "online"}), 1, True)
-            link.publish(topic(site, hello.kind, hello.device_id, "birth"),
-                         encode(hello.birth()), 1, True)
+            link.publish(*mapping.avail(site, hello, True))
+            link.publish(*mapping.birth(site, hello))
         except BridgeError as exc:
             _log.error("%s/%s: birth not published: %s", hello.kind, hello.device_id, exc)
 
@@ -349,70 +388,73 @@ class SerialGateway:
         dev, self._device = self._device, None
         if dev is None:
             return
-        hello, link = dev.hello, dev.link
-        _log.info("%s/%s offline: %s", hello.kind, hello.device_id, reason)
+        _log.info("%s/%s offline: %s", dev.hello.kind, dev.hello.device_id, reason)
         self.counters["offline"] += 1
-        if link is None:
-            return
+        if dev.link is not None:
+            self._retire(dev.link, dev.hello)
+        # a client still starting is retired when its outcome arrives (or at shutdown)
+
+    def _retire(self, link: MqttLink, hello: Hello) -> None:
+        """Publish the device's retained offline, then disconnect (the will if that fails)."""
+        topic, payload, qos, retain = mapping.avail(self.options.site, hello, False)
         try:
-            link.publish(topic(self.options.site, hello.kind, hello.device_id, "avail"),
-                         encode({"status": "offline"}), 1, True, wait=1.0)
-        except BridgeError as exc:  # the link is down: the broker fires the will instead
-            _log.warning("%s/%s: offline not confirmed: %s", hello.kind, hello.device_id, exc)
+            link.publish(topic, payload, qos, retain, wait=1.0)
+        except BridgeError as exc:
+            _log.warning("%s/%s: offline not confirmed (%s); leaving with the will",
+                         hello.kind, hello.device_id, exc)
+            link.stop(send_will=True)
+            return
         link.stop()
 
+    # -- messages -----------------------------------------------------------------------------
     def _to_mqtt(self, event: Inbound) -> None:
         dev = self._device
         if dev is None or dev.link is None:
             self.counters["dropped_no_mqtt"] += 1
             return
-        payload = {k: v for k, v in event.payload.items() if k not in ("v", "seq")}
-        payload["seq"] = dev.seq
-        dev.seq += 1
-        qos = 1 if event.channel == "ack" or dev.hello.lockstep else 0
         try:
-            dev.link.publish(topic(self.options.site, dev.hello.kind, dev.hello.device_id,
-                                   event.channel), encode(payload), qos)
-        except BridgeError as exc:
+            publication = mapping.uplink(self.options.site, dev.hello, event, dev.seq)
+            dev.link.publish(*publication)
+        except (BridgeError, ValueError) as exc:
             self.counters["publish_failures"] += 1
-            _log.warning("%s/%s: %s", dev.hello.kind, dev.hello.device_id, exc)
+            _log.warning("%s/%s: %s not published: %s", dev.hello.kind, dev.hello.device_id,
+                         event.channel, exc)
             return
+        dev.seq += 1
         self.counters["mqtt_out"] += 1
 
-    def _from_mqtt(self, dev: _Device, topic_: str, payload: bytes) -> None:
-        if not payload:
-            return  # a retained message being cleared
+    def _from_mqtt(self, dev: _Device, topic: str, payload: bytes, now: float) -> None:
         self.counters["mqtt_in"] += 1
-        parts = topic_.split("/")
-        channel = parts[-1]
         try:
-            if parts[3] == "sim":
-                data = json.loads(payload)
-                if channel == "clock":
-                    mode = data.get("mode")
-                    self.session.send_clock(Clock(int(data["tick"]), float(data["t"]),
-                                                  float(data.get("dt", 0.0)),
-                                                  mode if mode in MODES else "fast"))
-                elif channel == "avail":
-                    dev.sim_online = data.get("status") == "online"
-                    self.session.send_sim_avail(dev.sim_online)
-                return
-            if channel == "config":
-                dev.config = payload
-            elif channel == "input":
-                data = json.loads(payload)
-                calls = data.get("calls")
-                if isinstance(calls, list) and math.isfinite(float(data["t"])):
-                    self.session.send_calls(Calls(int(data["tick"]), float(data["t"]),
-                                                  tuple(bool(c) for c in calls)))
-                    return
-            self.session.send_message(_TO_DEVICE[channel], payload)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            down = mapping.downlink(topic, payload)
+        except ValueError as exc:
             self.counters["mqtt_unusable"] += 1
-            _log.warning("%s: unusable message on %s: %s", self.port_url, topic_, exc)
+            _log.warning("%s: unusable message on %s: %s", self.port_url, topic, exc)
+            return
+        line = self.session
+        if isinstance(down, Clock):
+            line.send_clock(down, now)
+        elif isinstance(down, Calls):
+            line.send_calls(down, now)
+        elif isinstance(down, mapping.SimAvail):
+            dev.sim_online = down.online
+            line.send_sim_avail(down.online, now)
+        elif isinstance(down, mapping.ToDevice):
+            if down.channel == Channel.CONFIG:
+                dev.config = down.data
+            if not line.send_message(down.channel, down.data, now):
+                self.counters["not_delivered"] += 1
 
     def _shutdown(self) -> None:
         self._close_port()
         for event in self.session.closed("the gateway stopped"):
-            self._event(event, self._clock())
-        self._offline("the gateway stopped")  # a device whose MQTT client never came up
+            if isinstance(event, Offline):
+                self._offline(event.reason)
+        for thread, link, hello in self._starting.values():
+            thread.join(self.options.connect_timeout + 2.0)
+            if link.connected:
+                self._retire(link, hello)
+            else:
+                link.stop()
+        self._starting.clear()
+        _log.debug("gateway %s stopped: %s", self.port_url, self.stats())

@@ -1,4 +1,4 @@
-"""The bridge's side of one serial line: handshake, liveness, reliable delivery. No I/O.
+"""The bridge's side of one serial line: handshake, liveness, what frames mean. No I/O.
 
 :class:`LineSession` is fed the bytes the port read (:meth:`~LineSession.receive`) and the
 time (:meth:`~LineSession.poll`), and returns :class:`Online`, :class:`Offline` and
@@ -8,29 +8,27 @@ time (:meth:`~LineSession.poll`), and returns :class:`Online`, :class:`Offline` 
 The rules it keeps (``docs/firmware-protocol.md``):
 
 * **Handshake.** While no device is in session it sends ``HELLO_REQ`` every
-  ``hello_interval``; a valid ``HELLO`` starts a session (:class:`Online`) and is ACKed. A
-  repeat of the same ``HELLO`` (its ACK was lost) is ACKed again and changes nothing; any
-  other ``HELLO`` starts a new session. Frames other than ``HELLO`` outside a session are
-  answered with ``NAK no_session``, which tells the device to say ``HELLO``.
-* **Liveness.** In a session the bridge sends a ``HEARTBEAT`` every ``heartbeat`` seconds.
-  A device that sends no valid frame for ``timeout_factor`` times the heartbeat interval its
-  ``HELLO`` promised is declared gone (:class:`Offline`); so is one that says ``BYE``, and
-  every device when the port closes (:meth:`~LineSession.closed`).
-* **Reliable frames** (``SIM_AVAIL`` and ``MESSAGE`` parts of ``config``, ``cmd``, ``error``,
-  and every part of a message that needs more than one frame) go one at a time, asking for an
-  ACK, and are sent again after ``rto`` seconds, up to ``retries`` times; ``NAK busy`` retries
-  too, any other NAK gives up. A reliable frame that arrives twice (its ACK was lost) is ACKed
-  again and not applied twice. The per-tick frames (``CLOCK``, ``CALLS``, a single-frame
-  ``input``) are not acknowledged: a late tick is worthless, the next one replaces it.
+  ``hello_interval``; a valid ``HELLO`` starts a session (:class:`Online`) and is ACKed. The
+  same ``HELLO`` again (same bytes, same ``seq``) before any other frame of the session is a
+  resend whose ACK was lost: ACKed again, nothing else. Any other ``HELLO`` starts a new
+  session (a rebooted board, or another board on the line). Frames other than ``HELLO``,
+  ``ACK``, ``NAK`` and ``BYE`` outside a session get ``NAK no_session``: say ``HELLO``.
+* **Liveness.** In a session the bridge sends a ``HEARTBEAT`` every ``heartbeat`` seconds
+  (at most 1 s, so a device may give the bridge up after 3.5 s of silence). A device that
+  sends no valid frame for ``timeout_factor`` times the heartbeat interval its ``HELLO``
+  promised is gone (:class:`Offline`); so is one that says ``BYE``, and the device in session
+  when the port closes (:meth:`~LineSession.closed`).
+* **Delivery** (:class:`~citytwin.firmware_bridge.outbox.Outbox`): control frames at once,
+  reliable frames one at a time until ACKed, per-tick frames in order behind them. A reliable
+  frame from the device that arrives twice (our ACK was lost) is ACKed again, applied once.
 * **Messages** longer than the device's ``mtu`` are split into parts; parts from the device
   are joined up to ``max_message`` bytes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,13 +42,13 @@ from citytwin.firmware_bridge.frames import (
     Hello,
     Message,
     Nak,
-    encode,
+    json_object,
     pack_ack,
     pack_calls,
     pack_clock,
-    pack_message,
     pack_nak,
     parse,
+    split_message,
     unpack_ack,
     unpack_heads,
     unpack_hello,
@@ -58,12 +56,17 @@ from citytwin.firmware_bridge.frames import (
     unpack_nak,
 )
 from citytwin.firmware_bridge.framing import FrameDecoder
+from citytwin.firmware_bridge.outbox import Outbox
 
-__all__ = ["Event", "Inbound", "LineOptions", "LineSession", "Offline", "Online"]
+__all__ = ["MAX_BRIDGE_HEARTBEAT", "Event", "Inbound", "LineOptions", "LineSession",
+           "Offline", "Online"]
 
 _log = logging.getLogger(__name__)
+#: Longest interval between the bridge's heartbeats, seconds (devices rely on it).
+MAX_BRIDGE_HEARTBEAT = 1.0
 _RELIABLE_CHANNELS = (Channel.CONFIG, Channel.CMD, Channel.ERROR)
 _FROM_DEVICE = {Channel.STATE: "state", Channel.ACK: "ack"}
+_NO_SESSION_OK = (FrameType.ACK, FrameType.NAK, FrameType.BYE)
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,11 @@ class LineOptions:
     Attributes:
         rto: Seconds to wait for an ACK before sending a reliable frame again.
         retries: Sends of one reliable frame before giving up on it.
-        heartbeat: Seconds between the bridge's heartbeats to the device.
+        heartbeat: Seconds between the bridge's heartbeats (at most 1).
         hello_interval: Seconds between ``HELLO_REQ`` while no device is in session.
         timeout_factor: A device is gone after this many of its heartbeat intervals of silence.
-        max_message: Largest JSON message taken from a device, bytes.
+        max_message: Largest JSON message taken from a device, bytes (at most 16 KiB, the MQTT
+            contract's limit).
         queue_limit: Reliable frames waiting to be sent; more are dropped and counted.
     """
 
@@ -89,9 +93,10 @@ class LineOptions:
     queue_limit: int = 256
 
     def __post_init__(self) -> None:
-        if not (self.rto > 0 and self.retries >= 1 and self.heartbeat > 0
+        if not (self.rto > 0 and self.retries >= 1
+                and 0 < self.heartbeat <= MAX_BRIDGE_HEARTBEAT
                 and self.hello_interval > 0 and self.timeout_factor >= 1
-                and self.max_message >= 256 and self.queue_limit >= 1):
+                and 256 <= self.max_message <= 16 * 1024 and self.queue_limit >= 1):
             raise ValueError(f"LineOptions out of range: {self}")
 
 
@@ -123,13 +128,6 @@ class Inbound:
 Event = Online | Offline | Inbound
 
 
-@dataclass
-class _InFlight:
-    frame: Frame
-    sent: float
-    attempts: int
-
-
 class LineSession:
     """One serial line seen from the bridge (one device at a time).
 
@@ -138,17 +136,16 @@ class LineSession:
     """
 
     def __init__(self, options: LineOptions | None = None) -> None:
-        self.options = options or LineOptions()
+        self.options = opts = options or LineOptions()
         self.decoder = FrameDecoder()
         #: Frames and messages in and out, refusals, retries, sessions and timeouts.
         self.counters: Counter[str] = Counter()
+        self.outbox = Outbox(opts.rto, opts.retries, opts.queue_limit, self.counters)
+        #: The device in session, if any.
         self.hello: Hello | None = None
         self._open = False
-        self._out = bytearray()
-        self._tx_seq = 0
-        self._queue: deque[Frame] = deque()
-        self._inflight: _InFlight | None = None
         self._hello_seq = -1
+        self._heard_since_hello = False
         self._rx_last: int | None = None
         self._rx_reliable = -1
         self._parts: bytearray | None = None
@@ -166,36 +163,36 @@ class LineSession:
         """The port was (re)opened: start listening and ask for a ``HELLO``."""
         self._open = True
         self.decoder.reset()
-        self._out.clear()
+        self.outbox.clear()
+        self.outbox.discard_output()
         self._next_beat = now
         self.poll(now)
 
     def closed(self, reason: str) -> list[Event]:
         """The port closed or failed: the device in session, if any, is gone."""
         self._open = False
-        self._out.clear()
         self.decoder.reset()
+        self.outbox.discard_output()
         return self._end(f"port lost: {reason}")
 
     def take_output(self) -> bytes:
         """The bytes to write to the port now (and forget them)."""
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        return self.outbox.take_output()
 
     def next_deadline(self) -> float:
         """The earliest time :meth:`poll` has something to do."""
         times = [self._next_beat]
-        if self._inflight is not None:
-            times.append(self._inflight.sent + self.options.rto)
+        resend = self.outbox.next_deadline()
+        if resend is not None:
+            times.append(resend)
         if self.hello is not None:
             times.append(self._last_rx + self._timeout(self.hello))
         return min(times)
 
     # -- time ---------------------------------------------------------------------------------
     def poll(self, now: float) -> list[Event]:
-        """Run the timers: heartbeats or ``HELLO_REQ``, retransmissions, the device's
-        heartbeat timeout."""
+        """Run the timers: heartbeats or ``HELLO_REQ``, resends, the device's heartbeat
+        timeout."""
         events: list[Event] = []
         if not self._open:
             return events
@@ -206,23 +203,12 @@ class LineSession:
                                 f"timeout {self._timeout(hello):g} s)")
         if now >= self._next_beat:
             if self.hello is None:
-                self._send(FrameType.HELLO_REQ)
+                self.outbox.control(FrameType.HELLO_REQ)
                 self._next_beat = now + self.options.hello_interval
             else:
-                self._send(FrameType.HEARTBEAT)
+                self.outbox.control(FrameType.HEARTBEAT)
                 self._next_beat = now + self.options.heartbeat
-        flight = self._inflight
-        if flight is not None and now - flight.sent >= self.options.rto:
-            if flight.attempts >= self.options.retries:
-                self.counters["delivery_failed"] += 1
-                _log.warning("%s: no ACK for %s seq %d after %d tries; dropped", self._who(),
-                             flight.frame.type.name, flight.frame.seq, flight.attempts)
-                self._inflight = None
-            else:
-                self.counters["retransmits"] += 1
-                flight.sent, flight.attempts = now, flight.attempts + 1
-                self._write(flight.frame)
-        self._pump(now)
+        self.outbox.poll(now)
         return events
 
     # -- receiving ----------------------------------------------------------------------------
@@ -241,7 +227,6 @@ class LineSession:
             except FrameRefused as refusal:
                 refusal.seq, refusal.ack_requested = frame.seq, frame.ack_requested
                 self._refused(refusal)
-        self._pump(now)
         return events
 
     def _frame(self, frame: Frame, now: float) -> list[Event]:
@@ -249,20 +234,24 @@ class LineSession:
         if ftype == FrameType.HELLO:
             return self._hello(frame, now)
         if self.hello is None:
-            if ftype not in (FrameType.ACK, FrameType.NAK, FrameType.BYE):
+            if ftype not in _NO_SESSION_OK:
                 raise FrameRefused(Nak.NO_SESSION, "say HELLO first")
             return []
         self._last_rx = now
+        self._heard_since_hello = True
         self._track_seq(frame)
         if frame.ack_requested and frame.seq == self._rx_reliable:
             self.counters["duplicates"] += 1
-            self._send(FrameType.ACK, pack_ack(frame.seq))
+            self.outbox.control(FrameType.ACK, pack_ack(frame.seq))
             return []
         events: list[Event] = []
         if ftype == FrameType.ACK:
-            self._acked(unpack_ack(frame.payload))
+            self.outbox.acked(unpack_ack(frame.payload), now)
         elif ftype == FrameType.NAK:
-            self._naked(*unpack_nak(frame.payload))
+            ref, reason = unpack_nak(frame.payload)
+            self.counters["naks_received"] += 1
+            if not self.outbox.naked(ref, reason, now):
+                _log.info("%s: NAK %d for seq %d", self._who(), reason, ref)
         elif ftype == FrameType.BYE:
             events += self._end("it said goodbye (BYE)")
         elif ftype == FrameType.HEADS:
@@ -274,26 +263,25 @@ class LineSession:
             raise FrameRefused(Nak.UNKNOWN_TYPE, f"{ftype.name} is not sent by devices")
         if frame.ack_requested:
             self._rx_reliable = frame.seq
-            self._send(FrameType.ACK, pack_ack(frame.seq))
+            self.outbox.control(FrameType.ACK, pack_ack(frame.seq))
         return events
 
     def _hello(self, frame: Frame, now: float) -> list[Event]:
         hello = unpack_hello(frame.payload)
         self._last_rx = now
-        if hello == self.hello and frame.seq == self._hello_seq:
+        if (hello == self.hello and frame.seq == self._hello_seq
+                and not self._heard_since_hello):
             self.counters["duplicates"] += 1  # our ACK was lost; same session
-        else:
-            previous, self.hello = self.hello, hello
-            self._hello_seq = frame.seq
-            self._reset_session()
-            self.counters["sessions"] += 1
-            _log.info("%s: HELLO (fw %r, heartbeat %g s)", self._who(), hello.fw,
-                      hello.heartbeat)
-            self._send(FrameType.ACK, pack_ack(frame.seq))
-            self._next_beat = now + self.options.heartbeat
-            return [Online(hello, previous)]
-        self._send(FrameType.ACK, pack_ack(frame.seq))
-        return []
+            self.outbox.control(FrameType.ACK, pack_ack(frame.seq))
+            return []
+        previous, self.hello = self.hello, hello
+        self._reset_session()
+        self.outbox.control(FrameType.ACK, pack_ack(frame.seq))
+        self._hello_seq, self._rx_last = frame.seq, frame.seq
+        self.counters["sessions"] += 1
+        _log.info("%s: HELLO (fw %r, heartbeat %g s)", self._who(), hello.fw, hello.heartbeat)
+        self._next_beat = now + self.options.heartbeat
+        return [Online(hello, previous)]
 
     def _message(self, part: Message) -> list[Event]:
         name = _FROM_DEVICE.get(part.channel)
@@ -313,44 +301,16 @@ class LineSession:
         if not part.last:
             return []
         data, self._parts = bytes(self._parts), None
-        try:
-            payload = json.loads(data)
-        except (UnicodeDecodeError, ValueError):
-            payload = None
-        if not isinstance(payload, dict):
-            raise FrameRefused(Nak.MALFORMED, f"{name} message is not a JSON object")
+        payload = json_object(data, f"{name} message")
         self.counters["messages_in"] += 1
         return [Inbound(name, payload)]
-
-    def _acked(self, ref: int) -> None:
-        if self._inflight is not None and self._inflight.frame.seq == ref:
-            self._inflight = None
-        else:
-            self.counters["stray_acks"] += 1
-
-    def _naked(self, ref: int, reason: int) -> None:
-        self.counters["naks_received"] += 1
-        try:
-            name = Nak(reason).name.lower()
-        except ValueError:
-            name = f"reason {reason}"
-        flight = self._inflight
-        if flight is None or flight.frame.seq != ref:
-            _log.info("%s: NAK %s for seq %d", self._who(), name, ref)
-            return
-        if reason == Nak.BUSY and flight.attempts < self.options.retries:
-            return  # sent again when rto has passed
-        self.counters["delivery_failed"] += 1
-        _log.warning("%s: %s seq %d refused: %s", self._who(), flight.frame.type.name, ref,
-                     name)
-        self._inflight = None
 
     def _refused(self, refusal: FrameRefused) -> None:
         self.counters["refused"] += 1
         self.counters[f"refused.{refusal.reason.name.lower()}"] += 1
         _log.debug("%s: refused a frame: %s", self._who(), refusal)
         if refusal.seq is not None:
-            self._send(FrameType.NAK, pack_nak(refusal.seq, refusal.reason))
+            self.outbox.control(FrameType.NAK, pack_nak(refusal.seq, refusal.reason))
 
     def _track_seq(self, frame: Frame) -> None:
         if self._rx_last is not None:
@@ -360,26 +320,27 @@ class LineSession:
         self._rx_last = frame.seq
 
     # -- sending ------------------------------------------------------------------------------
-    def send_clock(self, clock: Clock) -> None:
-        """Forward the sim clock (not acknowledged)."""
+    def send_clock(self, clock: Clock, now: float) -> None:
+        """Forward the sim clock (per tick, not acknowledged)."""
         if self.hello is not None:
-            self._send(FrameType.CLOCK, pack_clock(clock))
+            self.outbox.per_tick("clock", FrameType.CLOCK, pack_clock(clock), now)
 
-    def send_calls(self, calls: Calls) -> None:
-        """Forward a signal controller's detector input (not acknowledged)."""
+    def send_calls(self, calls: Calls, now: float) -> None:
+        """Forward a signal controller's detector input (per tick, not acknowledged)."""
         if self.hello is not None:
-            self._send(FrameType.CALLS, pack_calls(calls))
+            self.outbox.per_tick("calls", FrameType.CALLS, pack_calls(calls), now)
 
-    def send_sim_avail(self, online: bool) -> None:
+    def send_sim_avail(self, online: bool, now: float) -> None:
         """Tell the device whether the simulator is online (reliable)."""
         if self.hello is not None:
-            self._enqueue(Frame(FrameType.SIM_AVAIL, 0, bytes((int(online),)), True))
+            self.outbox.reliable(FrameType.SIM_AVAIL, bytes((int(online),)), now)
 
-    def send_message(self, channel: Channel, data: bytes) -> bool:
+    def send_message(self, channel: Channel, data: bytes, now: float) -> bool:
         """Send a JSON message, split into parts as the device's ``mtu`` needs.
 
         Returns:
-            False if no device is in session or the message is over its ``rx_max``.
+            False if no device is in session, the message is over its ``rx_max``, or the
+            reliable queue is full.
         """
         hello = self.hello
         if hello is None:
@@ -389,51 +350,23 @@ class LineSession:
             _log.warning("%s: a %d-byte %s message is over the device's rx_max of %d bytes; "
                          "not sent", self._who(), len(data), channel.name.lower(), hello.rx_max)
             return False
-        size = hello.mtu - 2
-        parts = [data[i:i + size] for i in range(0, len(data), size)] or [b""]
-        reliable = channel in _RELIABLE_CHANNELS or len(parts) > 1
-        for k, chunk in enumerate(parts):
-            payload = pack_message(Message(channel, k == 0, k == len(parts) - 1, chunk))
-            if reliable:
-                self._enqueue(Frame(FrameType.MESSAGE, 0, payload, True))
-            else:
-                self._send(FrameType.MESSAGE, payload)
+        parts = split_message(channel, data, hello.mtu)
+        if channel in _RELIABLE_CHANNELS or len(parts) > 1:
+            for payload in parts:
+                if not self.outbox.reliable(FrameType.MESSAGE, payload, now):
+                    return False
+        else:
+            self.outbox.per_tick(f"message.{channel.name}", FrameType.MESSAGE, parts[0], now)
         self.counters["messages_out"] += 1
         return True
-
-    def _enqueue(self, frame: Frame) -> None:
-        if len(self._queue) >= self.options.queue_limit:
-            self.counters["queue_full"] += 1
-            return
-        self._queue.append(frame)
-
-    def _pump(self, now: float) -> None:
-        if self._inflight is None and self._queue and self._open:
-            f = self._queue.popleft()
-            frame = Frame(f.type, self._take_seq(), f.payload, True)
-            self._inflight = _InFlight(frame, now, 1)
-            self._write(frame)
-
-    def _send(self, ftype: FrameType, payload: bytes = b"") -> None:
-        if self._open:
-            self._write(Frame(ftype, self._take_seq(), payload))
-
-    def _write(self, frame: Frame) -> None:
-        self.counters["frames_out"] += 1
-        self._out += encode(frame)
-
-    def _take_seq(self) -> int:
-        seq = self._tx_seq
-        self._tx_seq = (seq + 1) & 0xFFFF
-        return seq
 
     # -- internals ----------------------------------------------------------------------------
     def _timeout(self, hello: Hello) -> float:
         return self.options.timeout_factor * hello.heartbeat
 
     def _reset_session(self) -> None:
-        self._queue.clear()
-        self._inflight = None
+        self.outbox.clear()
+        self._heard_since_hello = False
         self._rx_last = None
         self._rx_reliable = -1
         self._parts = None
