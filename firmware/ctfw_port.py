@@ -1,7 +1,7 @@
 """ctfw_port: a serial port for the firmware under CPython (a pseudo-terminal or a socket).
 
 A board uses its ``machine.UART``; on a PC the same firmware talks through an :class:`FdPort`
-around a file descriptor: the master side of a pseudo-terminal pair (:func:`open_pty`; the
+around a file descriptor: the master side of a pseudo-terminal pair (:class:`PtyPort`; the
 bridge opens the slave side by its path, as it would open ``/dev/ttyUSB0``), or a connected
 socket. Like a UART with nobody listening, a write that cannot go out within a few
 milliseconds is dropped (and counted), never blocks the firmware.
@@ -57,12 +57,27 @@ class FdPort:
             os.close(self.fd)
 
 
-def open_pty():
-    """A pseudo-terminal pair in raw mode: ``(port on the master, slave fd, slave path)``.
+class PtyPort(FdPort):
+    """The master side of a pseudo-terminal pair; ``path`` is the slave side for the bridge.
 
-    Keep the slave fd open while the firmware runs, so that the bridge can close and reopen
-    the path without the firmware seeing a hang-up; close both to "unplug" the board.
+    The slave fd stays open too while the port is open, so that the bridge can close and
+    reopen the path without the firmware seeing a hang-up. :meth:`close` closes both ends:
+    the board is unplugged, the bridge's reads and writes fail and the path disappears.
     """
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    return FdPort(master), slave, os.ttyname(slave)
+
+    def __init__(self):
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        FdPort.__init__(self, master)
+        self.slave = slave
+        self.path = os.ttyname(slave)
+
+    def close(self):
+        FdPort.close(self)
+        with contextlib.suppress(OSError):
+            os.close(self.slave)
+
+
+def open_pty():
+    """A pseudo-terminal pair in raw mode (a :class:`PtyPort`)."""
+    return PtyPort()

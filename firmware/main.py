@@ -57,18 +57,17 @@ def pc_main():
     parser.add_argument("--kind", choices=("signal", "meter"), required=True)
     parser.add_argument("--id", dest="device_id", required=True)
     parser.add_argument("--lockstep", action="store_true")
+    parser.add_argument("--hb-ms", type=int, default=1000)
     args = parser.parse_args()
-    port, slave, path = open_pty()
-    print(path, flush=True)
+    port = open_pty()
+    print(port.path, flush=True)
+    link = Link(build(args.kind, args.device_id, args.lockstep), port, hb_ms=args.hb_ms)
     try:
-        Link(build(args.kind, args.device_id, args.lockstep), port).run()
+        link.run()
     except KeyboardInterrupt:
-        pass
+        link.bye()
     finally:
         port.close()
-        import os
-
-        os.close(slave)
 
 
 if __name__ == "__main__":

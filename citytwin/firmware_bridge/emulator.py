@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -106,7 +105,6 @@ class FirmwareEmulator:
         #: Why the firmware's loop last ended, if the port failed.
         self.last_error: str | None = None
         self._port: Any = None
-        self._slave: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -118,8 +116,8 @@ class FirmwareEmulator:
     def plug(self) -> str:
         """Open a new pty, run the firmware on it, and return the path for the bridge."""
         self.unplug()
-        port, slave, path = self.fw["ctfw_port"].open_pty()
-        self._slave, self.path = slave, path
+        port = self.fw["ctfw_port"].open_pty()
+        path = str(port.path)
         if self.alias is not None:
             tmp = self.alias.with_name(self.alias.name + ".tmp")
             with contextlib.suppress(FileNotFoundError):
@@ -127,12 +125,13 @@ class FirmwareEmulator:
             tmp.symlink_to(path)
             tmp.replace(self.alias)
         self.attach(port)
+        self.path = path
         return str(self.alias) if self.alias is not None else path
 
     def attach(self, port: Any) -> None:
         """Run the firmware on ``port`` (``read``/``write``/``fileno``/``close``) until it
-        fails or :meth:`unplug`."""
-        self._stop_thread()
+        fails or :meth:`unplug` (a pty plugged before is unplugged first)."""
+        self.unplug()
         self._port = port
         self.link = self.fw["ctfw_device"].Link(self.board, port, hb_ms=self.hb_ms)
         self._stop.clear()
@@ -147,10 +146,6 @@ class FirmwareEmulator:
         if self._port is not None:
             self._port.close()
             self._port = None
-        if self._slave is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._slave)
-            self._slave = None
         self.path = None
 
     def pause(self) -> None:
@@ -173,11 +168,6 @@ class FirmwareEmulator:
         if self.alias is not None:
             with contextlib.suppress(FileNotFoundError):
                 self.alias.unlink()
-
-    def wait(self) -> None:
-        """Block until the firmware loop ends (the port failed, or :meth:`unplug`)."""
-        while self._thread is not None and self._thread.is_alive():
-            self._thread.join(0.5)
 
     def __enter__(self) -> Self:
         return self

@@ -201,6 +201,7 @@ class LineSession:
             self.counters["heartbeat_timeouts"] += 1
             events += self._end(f"no frame for {now - self._last_rx:.2f} s (heartbeat "
                                 f"timeout {self._timeout(hello):g} s)")
+            self._next_beat = now  # ask for a HELLO at once
         if now >= self._next_beat:
             if self.hello is None:
                 self.outbox.control(FrameType.HELLO_REQ)

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from citytwin.firmware_bridge.emulator import FirmwareEmulator, firmware_dir, load_firmware
-from tests.hil.conftest import broker, make_broker  # noqa: F401 - the broker fixtures
+from tests.hil.conftest import broker, connect, make_broker  # noqa: F401 - the broker fixtures
+from tests.hil.emulated.conftest import eight_phase_config
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +33,9 @@ def board() -> Iterator[Callable[..., FirmwareEmulator]]:
     yield make
     for emulator in made:
         emulator.close()
+
+
+@pytest.fixture
+def eight_phase() -> dict[str, Any]:
+    """The signal ``config`` of a standard NEMA eight-phase junction (one link per phase)."""
+    return eight_phase_config()
