@@ -30,6 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import serial
 
@@ -62,6 +63,7 @@ def open_port(url: str, baudrate: int = 115200, write_timeout: float = 1.0) -> A
         BridgeError: The URL is invalid (unknown scheme, bad options).
         SerialLinkError: The port does not exist now or cannot be opened.
     """
+    _check_network_url(url)
     try:
         port = serial.serial_for_url(url, baudrate=baudrate, timeout=_READ_TIMEOUT,
                                      write_timeout=write_timeout, exclusive=True)
@@ -81,6 +83,21 @@ def open_port(url: str, baudrate: int = 115200, write_timeout: float = 1.0) -> A
         raise SerialLinkError(f"serial port {url!r} failed right after opening: {exc}"
                               ) from exc
     return port
+
+
+def _check_network_url(url: str) -> None:
+    """pyserial reports a ``socket://`` or ``rfc2217://`` URL without a usable host:port as a
+    port it cannot open (which would be retried forever); refuse it as the wrong URL it is."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("socket", "rfc2217"):
+        return
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise BridgeError(f"serial port {url!r}: {parts.scheme}:// needs a host and a port, "
+                          f"e.g. {parts.scheme}://127.0.0.1:7000")
 
 
 def write_all(port: Any, data: bytes) -> None:

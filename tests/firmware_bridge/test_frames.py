@@ -7,7 +7,7 @@ import json
 from types import ModuleType
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citytwin.firmware_bridge.frames import (
@@ -102,6 +102,7 @@ def test_clock_payload() -> None:
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1),
        st.lists(st.booleans(), max_size=600))
+@settings(deadline=None, derandomize=True)
 def test_calls_round_trip(tick: int, t_ms: int, bits: list[bool]) -> None:
     calls = Calls(tick, t_ms / 1000, tuple(bits))
     payload = pack_calls(calls)
@@ -141,6 +142,7 @@ def test_message_payload_and_refusals() -> None:
 
 
 @given(st.binary(max_size=3000), st.integers(64, MAX_PAYLOAD))
+@settings(deadline=None, derandomize=True)
 def test_split_message_parts_join_back(data: bytes, mtu: int) -> None:
     parts = [unpack_message(p) for p in split_message(Channel.CONFIG, data, mtu)]
     assert all(len(pack_message(p)) <= mtu for p in parts)

@@ -176,8 +176,8 @@ def test_messages_to_the_device_respect_its_mtu_and_rx_max() -> None:
 
 
 @given(st.lists(st.tuples(st.integers(0, 0x30), st.integers(0, 3), st.integers(0, 0xFFFF),
-                          st.binary(max_size=80)), max_size=25), st.booleans())
-@settings(max_examples=2000, deadline=None)
+                          st.binary(max_size=48)), max_size=15), st.booleans())
+@settings(deadline=None, derandomize=True, max_examples=1000)
 def test_fuzz_any_intact_frame_is_taken_or_refused_never_crashes(
         specs: list[tuple[int, int, int, bytes]], in_session: bool) -> None:
     """Frames that pass the CRC but carry anything (any type, flags, seq, payload): the session

@@ -3,13 +3,10 @@ errors they are translated into, and the reader thread that only hands bytes on.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import socket
 import time
-import tty
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +21,7 @@ from citytwin.firmware_bridge.port import (
     open_port,
     write_all,
 )
-
-
-@pytest.fixture
-def pty_pair() -> Iterator[tuple[int, str]]:
-    """A raw pseudo-terminal: ``(master fd, slave path)``; the test may close the master."""
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    path = os.ttyname(slave)
-    os.close(slave)
-    yield master, path
-    with contextlib.suppress(OSError):
-        os.close(master)
+from tests.firmware_bridge.wire import master_read
 
 
 def reader_of(port: Any) -> tuple[PortReader, queue.Queue[bytes | PortLost]]:
@@ -105,14 +91,14 @@ def test_socket_url_to_a_local_server(tmp_path: Path) -> None:
         server.close()
 
 
-def test_pty_hang_up_is_reported_at_once(pty_pair: tuple[int, str]) -> None:
-    master, path = pty_pair
+def test_pty_hang_up_is_reported_at_once(serial_pair: tuple[int, str]) -> None:
+    master, path = serial_pair
     port = open_port(path)
     reader, inbox = reader_of(port)
     os.write(master, b"abc")
     assert take(inbox, 3) == b"abc"
     write_all(port, b"xyz")
-    assert os.read(master, 3) == b"xyz"
+    assert master_read(master, 3) == b"xyz"
     t0 = time.monotonic()
     os.close(master)  # unplugged
     assert lost(inbox).reason
@@ -121,8 +107,8 @@ def test_pty_hang_up_is_reported_at_once(pty_pair: tuple[int, str]) -> None:
     port.close()
 
 
-def test_a_second_opener_of_the_same_device_is_refused(pty_pair: tuple[int, str]) -> None:
-    _, path = pty_pair
+def test_a_second_opener_of_the_same_device_is_refused(serial_pair: tuple[int, str]) -> None:
+    _, path = serial_pair
     port = open_port(path)
     try:
         with pytest.raises(SerialLinkError, match="second bridge"):
@@ -131,12 +117,12 @@ def test_a_second_opener_of_the_same_device_is_refused(pty_pair: tuple[int, str]
         port.close()
 
 
-def test_spy_url_logs_the_traffic(pty_pair: tuple[int, str], tmp_path: Path) -> None:
-    master, path = pty_pair
+def test_spy_url_logs_the_traffic(serial_pair: tuple[int, str], tmp_path: Path) -> None:
+    master, path = serial_pair
     log = tmp_path / "spy.txt"
     port = open_port(f"spy://{path}?file={log}")
     write_all(port, b"\x00\x41\x00")
-    assert os.read(master, 3) == b"\x00\x41\x00"
+    assert master_read(master, 3) == b"\x00\x41\x00"
     port.close()
     assert "TX" in log.read_text() and "41" in log.read_text()
 
