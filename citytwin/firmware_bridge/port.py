@@ -36,7 +36,7 @@ import serial
 
 from citytwin.errors import BridgeError, SerialLinkError
 
-__all__ = ["EMPTY_READS_LOST", "PortLost", "PortReader", "open_port", "write_all"]
+__all__ = ["EMPTY_READS_LOST", "PortLost", "PortReader", "check_url", "open_port", "write_all"]
 
 _log = logging.getLogger(__name__)
 #: Seconds a read waits before the reader checks whether it should stop.
@@ -63,14 +63,12 @@ def open_port(url: str, baudrate: int = 115200, write_timeout: float = 1.0) -> A
         BridgeError: The URL is invalid (unknown scheme, bad options).
         SerialLinkError: The port does not exist now or cannot be opened.
     """
-    _check_network_url(url)
+    check_url(url)
     try:
         port = serial.serial_for_url(url, baudrate=baudrate, timeout=_READ_TIMEOUT,
                                      write_timeout=write_timeout, exclusive=True)
-    except ValueError as exc:
-        raise BridgeError(f"serial port {url!r}: {exc}; give a device path or a pyserial URL "
-                          "(loop://, socket://host:port, spy://PORT, rfc2217://host:port)"
-                          ) from exc
+    except ValueError as exc:  # an option of the URL (checked only when opening)
+        raise BridgeError(f"serial port {url!r}: {exc}") from exc
     except (serial.SerialException, OSError) as exc:
         hint = (" (another program, a second bridge perhaps, has it open)"
                 if "exclusively lock" in str(exc) else "")
@@ -85,19 +83,33 @@ def open_port(url: str, baudrate: int = 115200, write_timeout: float = 1.0) -> A
     return port
 
 
-def _check_network_url(url: str) -> None:
-    """pyserial reports a ``socket://`` or ``rfc2217://`` URL without a usable host:port as a
-    port it cannot open (which would be retried forever); refuse it as the wrong URL it is."""
+def check_url(url: str) -> None:
+    """Check, without opening it, that ``url`` can name a port at all.
+
+    Raises:
+        BridgeError: An unknown scheme, or a ``socket://`` or ``rfc2217://`` URL without a
+            usable host:port (pyserial would report that as a port it cannot open, and the
+            bridge would retry it forever).
+    """
     parts = urlsplit(url)
-    if parts.scheme not in ("socket", "rfc2217"):
-        return
+    if parts.scheme in ("socket", "rfc2217"):
+        _check_host_port(url, parts.scheme, parts)
+    try:
+        serial.serial_for_url(url, do_not_open=True)
+    except ValueError as exc:
+        raise BridgeError(f"serial port {url!r}: {exc}; give a device path or a pyserial URL "
+                          "(loop://, socket://host:port, spy://PORT, rfc2217://host:port)"
+                          ) from exc
+
+
+def _check_host_port(url: str, scheme: str, parts: Any) -> None:
     try:
         port = parts.port
     except ValueError:
         port = None
     if not parts.hostname or port is None:
-        raise BridgeError(f"serial port {url!r}: {parts.scheme}:// needs a host and a port, "
-                          f"e.g. {parts.scheme}://127.0.0.1:7000")
+        raise BridgeError(f"serial port {url!r}: {scheme}:// needs a host and a port, e.g. "
+                          f"{scheme}://127.0.0.1:7000")
 
 
 def write_all(port: Any, data: bytes) -> None:

@@ -32,7 +32,7 @@ DEFAULT_IDS = {"signal": "ctl-r1c1", "meter": "meter-hall"}
 
 def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``citytwin bridge serial`` arguments to ``parser``."""
-    parser.add_argument("--port", action="append", required=True, metavar="PORT",
+    parser.add_argument("--port", action="append", required=True, metavar="PORT", type=_port,
                         help="serial port: a device path (/dev/ttyUSB0) or a pyserial URL "
                         "(socket://host:port, loop://, spy://PORT, rfc2217://...); repeat "
                         "for several boards")
@@ -72,6 +72,7 @@ def run_bridge(args: argparse.Namespace) -> int:
     finally:
         for gateway in gateways:
             gateway.stop()
+            _log.info("%s: %s", gateway.port_url, gateway.stats())
     return 0
 
 
@@ -149,6 +150,16 @@ def _name(text: str) -> str:
 
     if not valid_name(text):
         raise argparse.ArgumentTypeError(f"{text!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return text
+
+
+def _port(text: str) -> str:
+    from citytwin.firmware_bridge.port import check_url
+
+    try:
+        check_url(text)
+    except BridgeError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
 
 
