@@ -22,7 +22,7 @@ The rules it keeps (``docs/firmware-protocol.md``):
   reliable frames one at a time until ACKed, per-tick frames in order behind them. A reliable
   frame from the device that arrives twice (our ACK was lost) is ACKed again, applied once.
 * **Messages** longer than the device's ``mtu`` are split into parts; parts from the device
-  are joined up to ``max_message`` bytes.
+  are joined, one message in progress per channel, up to ``max_message`` bytes.
 """
 
 from __future__ import annotations
@@ -148,8 +148,7 @@ class LineSession:
         self._heard_since_hello = False
         self._rx_last: int | None = None
         self._rx_reliable = -1
-        self._parts: bytearray | None = None
-        self._parts_channel: Channel | None = None
+        self._parts: dict[Channel, bytearray] = {}  # a message in progress per channel
         self._last_rx = 0.0
         self._next_beat = 0.0
 
@@ -289,19 +288,20 @@ class LineSession:
         if name is None:
             raise FrameRefused(Nak.MALFORMED, f"channel {part.channel.name} is not sent by "
                                "devices")
+        parts = self._parts.get(part.channel)
         if part.first:
-            if self._parts is not None:
+            if parts is not None:
                 self.counters["parts_abandoned"] += 1
-            self._parts, self._parts_channel = bytearray(), part.channel
-        elif self._parts is None or self._parts_channel != part.channel:
+            parts = self._parts[part.channel] = bytearray()
+        elif parts is None:
             raise FrameRefused(Nak.OUT_OF_ORDER, "a continuation without its first part")
-        if len(self._parts) + len(part.data) > self.options.max_message:
-            self._parts = None
+        if len(parts) + len(part.data) > self.options.max_message:
+            del self._parts[part.channel]
             raise FrameRefused(Nak.TOO_LARGE, f"message over {self.options.max_message} bytes")
-        self._parts += part.data
+        parts += part.data
         if not part.last:
             return []
-        data, self._parts = bytes(self._parts), None
+        data = bytes(self._parts.pop(part.channel))
         payload = json_object(data, f"{name} message")
         self.counters["messages_in"] += 1
         return [Inbound(name, payload)]
@@ -370,7 +370,7 @@ class LineSession:
         self._heard_since_hello = False
         self._rx_last = None
         self._rx_reliable = -1
-        self._parts = None
+        self._parts.clear()
 
     def _end(self, reason: str) -> list[Event]:
         hello = self.hello

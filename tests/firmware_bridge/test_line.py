@@ -150,6 +150,22 @@ def test_message_parts_are_joined_and_bounded() -> None:
     assert unpack_nak(frames(line.take_output())[0].payload) == (20, Nak.TOO_LARGE)
 
 
+def test_messages_of_other_channels_may_come_between_parts() -> None:
+    line = opened()
+    line.receive(hello_frame(), 0.0)
+    ack = b'{"cmd_id":"c1","status":"rejected","reason":"' + b"r" * 40 + b'"}'
+    pieces = [Message(Channel.ACK, True, False, ack[:30]),
+              Message(Channel.STATE, True, True, b'{"tick":3,"heads":"Gr"}'),
+              Message(Channel.ACK, False, True, ack[30:])]
+    events = []
+    for seq, msg in enumerate(pieces, 1):
+        events += line.receive(encode(Frame(FrameType.MESSAGE, seq, pack_message(msg), True)),
+                               0.1)
+    assert events == [Inbound("state", {"tick": 3, "heads": "Gr"}),
+                      Inbound("ack", json.loads(ack))]
+    assert line.counters["parts_abandoned"] == 0
+
+
 def test_a_repeated_reliable_frame_is_acked_again_and_applied_once() -> None:
     line = opened()
     line.receive(hello_frame(), 0.0)
