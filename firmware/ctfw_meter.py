@@ -15,7 +15,7 @@ Commands: ``curtail {"limit_w": number >= 0 | null}`` caps the power (null lifts
 import math
 
 import ctfw_wire as w
-from ctfw_device import Board, CommandRejected
+from ctfw_board import Board, CommandRejected
 
 
 class Profile:

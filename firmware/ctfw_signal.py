@@ -27,7 +27,7 @@ the longest of its phases). Times are sim seconds from the inputs, never the wal
 
 import json
 
-from ctfw_device import Board
+from ctfw_board import Board
 
 GREEN = 0
 YELLOW = 1

@@ -1,6 +1,6 @@
 """main: the firmware's entry point, on a board and on a PC.
 
-On MicroPython (copy ``ctfw_*.py`` and this file to the board) it reads ``ctfw_board.json``,
+On MicroPython (copy ``ctfw_*.py`` and this file to the board) it reads ``ctfw_config.json``,
 e.g. ``{"kind": "signal", "id": "ctl-r1c1", "uart": 0, "baud": 115200, "lockstep": true}``,
 and serves that UART forever. Under CPython::
 
@@ -28,14 +28,14 @@ def build(kind, device_id, lockstep=False):
 
 
 def board_main():
-    """MicroPython: serve the UART named in ctfw_board.json."""
+    """MicroPython: serve the UART named in ctfw_config.json."""
     import json
 
     import machine
     from ctfw_device import Link
 
     try:
-        with open("ctfw_board.json") as f:
+        with open("ctfw_config.json") as f:
             cfg = json.load(f)
     except OSError:
         cfg = {}

@@ -33,7 +33,7 @@ __all__ = ["KINDS", "FirmwareEmulator", "firmware_dir", "load_firmware"]
 _log = logging.getLogger(__name__)
 #: Board kinds the reference firmware implements.
 KINDS = ("signal", "meter")
-_MODULES = ("ctfw_wire", "ctfw_device", "ctfw_signal", "ctfw_meter", "ctfw_port")
+_MODULES = ("ctfw_wire", "ctfw_board", "ctfw_device", "ctfw_signal", "ctfw_meter", "ctfw_port")
 
 
 def firmware_dir(explicit: Path | None = None) -> Path:

@@ -7,15 +7,14 @@ to the port and publishes. No step of the loop waits on the broker for long: the
 is started on a helper thread, so the serial line keeps its heartbeats while a broker is slow
 or down.
 
-The device's ``HELLO`` opens **one MQTT client for that device** (:mod:`.mapping` says what it
-publishes and how messages map onto frames), whose last will is the device's retained
-``avail`` offline. The device is **offline at once** (``avail`` offline, retained, confirmed
-by the broker, then a clean disconnect; the will if that fails) when the port fails or
-disappears, on ``BYE``, when it misses its heartbeats, or when another device says ``HELLO``
-on the line. A lost port is reopened with a doubling backoff (``retry_first`` up to
-``retry_cap`` seconds, reset when a device says ``HELLO``) and asked for a fresh ``HELLO``.
-The retained ``config`` is kept and given to the device again after every new ``HELLO`` (a
-rebooted board forgot it).
+The device's ``HELLO`` opens **one MQTT client for that device**
+(:class:`~citytwin.firmware_bridge.device_client.DeviceClient`; :mod:`.mapping` says what it
+publishes and how messages map onto frames). The device is **offline at once** (``avail``
+offline, retained) when the port fails or disappears, on ``BYE``, when it misses its
+heartbeats, or when another device says ``HELLO`` on the line. A lost port is reopened with
+a doubling backoff (``retry_first`` up to ``retry_cap`` seconds, reset when a device says
+``HELLO``) and asked for a fresh ``HELLO``. The retained ``config`` is kept and given to the
+device again after every new ``HELLO`` (a rebooted board forgot it).
 """
 
 from __future__ import annotations
@@ -32,6 +31,7 @@ from typing import Any
 
 from citytwin.errors import BridgeError, SerialLinkError
 from citytwin.firmware_bridge import mapping
+from citytwin.firmware_bridge.device_client import DeviceClient
 from citytwin.firmware_bridge.frames import Calls, Channel, Clock, Hello
 from citytwin.firmware_bridge.line import Event, Inbound, LineOptions, LineSession, Offline, Online
 from citytwin.firmware_bridge.port import PortLost, PortReader, open_port, write_all
@@ -96,20 +96,6 @@ class Backoff:
         self._wait = self.first
 
 
-class _Device:
-    """The device in session and its MQTT client."""
-
-    def __init__(self, hello: Hello, token: int) -> None:
-        self.hello = hello
-        self.token = token
-        self.link: MqttLink | None = None  # started and handed over by its helper thread
-        self.connecting = False
-        self.retry_at = 0.0
-        self.seq = 0
-        self.config: bytes | None = None
-        self.sim_online: bool | None = None
-
-
 class SerialGateway:
     """Bridges the device on one serial port to an MQTT broker.
 
@@ -134,8 +120,8 @@ class SerialGateway:
         self._port: Any = None
         self._reader: PortReader | None = None
         self._reader_token = 0
-        self._device: _Device | None = None
-        self._starting: dict[int, tuple[threading.Thread, MqttLink, Hello]] = {}
+        self._device: DeviceClient | None = None
+        self._clients: dict[int, DeviceClient] = {}  # the device's, and gone ones starting
         self._retry_at = 0.0
         self._backoff = Backoff(opts.retry_first, opts.retry_cap)
         self._stop = threading.Event()
@@ -155,8 +141,7 @@ class SerialGateway:
     @property
     def online(self) -> bool:
         """Whether a device is in session and its MQTT client is connected."""
-        dev = self._device
-        return dev is not None and dev.link is not None and dev.link.connected
+        return self._device is not None and self._device.online
 
     def stats(self) -> dict[str, int]:
         """Every counter: the gateway's, the line's (``line.``) and the framing's
@@ -209,9 +194,9 @@ class SerialGateway:
             self._try_open(now)
         self._handle(self.session.poll(now), now)  # nothing waits unwritten while we block
         dev = self._device
-        idle = dev is not None and dev.link is None and not dev.connecting
+        idle = dev is not None and dev.link is None and not dev.starting
         if idle and dev is not None and now >= dev.retry_at:
-            self._connect(dev)
+            dev.start()
         deadline = self.session.next_deadline() if self._port is not None else self._retry_at
         if idle and dev is not None:
             deadline = min(deadline, dev.retry_at)
@@ -321,68 +306,36 @@ class SerialGateway:
             self._offline(f"another device ({hello.kind}/{hello.device_id}) took the line")
             dev = None
         if dev is None:
-            self._device = dev = _Device(hello, next(self._tokens))
-            self._connect(dev)
+            self._device = dev = self._client(hello)
+            dev.start()
             return
         dev.hello = hello  # the same device again: a new session, a new birth
         self.counters["rebirths"] += 1
-        if dev.link is not None:
-            self._birth(dev.link, hello)
+        dev.birth()
         if dev.config is not None:
             self.session.send_message(Channel.CONFIG, dev.config, now)
         if dev.sim_online is not None:
             self.session.send_sim_avail(dev.sim_online, now)
 
-    def _connect(self, dev: _Device) -> None:
-        """Start the device's MQTT client on a helper thread; it enqueues the outcome."""
-        site, hello, token = self.options.site, dev.hello, dev.token
-        holder: list[MqttLink] = []
-        link = MqttLink(
-            self.broker, mapping.client_id(site, hello), mapping.subscriptions(site, hello),
-            lambda t, p, _wall: self._inbox.put_nowait(("mqtt", token, (t, p))),
-            will=mapping.will(site, hello), keepalive=self.options.keepalive,
-            on_connect=lambda: self._birth(holder[0], dev.hello))
-        holder.append(link)
-
-        def start() -> None:
-            try:
-                link.start(self.options.connect_timeout)
-            except BridgeError as exc:
-                self._inbox.put_nowait(("link", token, exc))
-            else:
-                self._inbox.put_nowait(("link", token, link))
-
-        dev.connecting = True
-        thread = threading.Thread(target=start, name=f"mqtt start {hello.device_id}",
-                                  daemon=True)
-        self._starting[token] = (thread, link, hello)
-        thread.start()
+    def _client(self, hello: Hello) -> DeviceClient:
+        opts = self.options
+        client = DeviceClient(hello, next(self._tokens), self.broker, opts.site, opts.keepalive,
+                              opts.connect_timeout, self._inbox.put_nowait)
+        self._clients[client.token] = client
+        return client
 
     def _linked(self, token: int, outcome: MqttLink | BridgeError, now: float) -> None:
-        started = self._starting.pop(token, None)
-        dev = self._device
-        if dev is None or dev.token != token:  # the device left while its client started
-            if isinstance(outcome, MqttLink) and started is not None:
-                self._retire(outcome, started[2])
+        client = self._clients.get(token)
+        if client is None:
             return
-        dev.connecting = False
-        if isinstance(outcome, BridgeError):
+        if isinstance(outcome, BridgeError) and not client.leaving:
             self.counters["mqtt_failures"] += 1
-            dev.retry_at = now + self.options.retry_cap
-            _log.error("%s/%s: %s; retrying in %g s", dev.hello.kind, dev.hello.device_id,
-                       outcome, self.options.retry_cap)
-            return
-        dev.link = outcome
-        _log.info("%s/%s online on %s", dev.hello.kind, dev.hello.device_id, self.port_url)
-
-    def _birth(self, link: MqttLink, hello: Hello) -> None:
-        """Publish avail online and the birth (on paho's thread at every (re)connect)."""
-        site = self.options.site
-        try:
-            link.publish(*mapping.avail(site, hello, True))
-            link.publish(*mapping.birth(site, hello))
-        except BridgeError as exc:
-            _log.error("%s/%s: birth not published: %s", hello.kind, hello.device_id, exc)
+        client.started(outcome, now, self.options.retry_cap)
+        if client.leaving:
+            del self._clients[token]
+        elif client.link is not None:
+            _log.info("%s/%s online on %s", client.hello.kind, client.hello.device_id,
+                      self.port_url)
 
     def _offline(self, reason: str) -> None:
         dev, self._device = self._device, None
@@ -390,21 +343,8 @@ class SerialGateway:
             return
         _log.info("%s/%s offline: %s", dev.hello.kind, dev.hello.device_id, reason)
         self.counters["offline"] += 1
-        if dev.link is not None:
-            self._retire(dev.link, dev.hello)
-        # a client still starting is retired when its outcome arrives (or at shutdown)
-
-    def _retire(self, link: MqttLink, hello: Hello) -> None:
-        """Publish the device's retained offline, then disconnect (the will if that fails)."""
-        topic, payload, qos, retain = mapping.avail(self.options.site, hello, False)
-        try:
-            link.publish(topic, payload, qos, retain, wait=1.0)
-        except BridgeError as exc:
-            _log.warning("%s/%s: offline not confirmed (%s); leaving with the will",
-                         hello.kind, hello.device_id, exc)
-            link.stop(send_will=True)
-            return
-        link.stop()
+        if dev.close():
+            del self._clients[dev.token]
 
     # -- messages -----------------------------------------------------------------------------
     def _to_mqtt(self, event: Inbound) -> None:
@@ -413,17 +353,15 @@ class SerialGateway:
             self.counters["dropped_no_mqtt"] += 1
             return
         try:
-            publication = mapping.uplink(self.options.site, dev.hello, event, dev.seq)
-            dev.link.publish(*publication)
+            dev.publish(event)
         except (BridgeError, ValueError) as exc:
             self.counters["publish_failures"] += 1
             _log.warning("%s/%s: %s not published: %s", dev.hello.kind, dev.hello.device_id,
                          event.channel, exc)
             return
-        dev.seq += 1
         self.counters["mqtt_out"] += 1
 
-    def _from_mqtt(self, dev: _Device, topic: str, payload: bytes, now: float) -> None:
+    def _from_mqtt(self, dev: DeviceClient, topic: str, payload: bytes, now: float) -> None:
         self.counters["mqtt_in"] += 1
         try:
             down = mapping.downlink(topic, payload)
@@ -450,11 +388,7 @@ class SerialGateway:
         for event in self.session.closed("the gateway stopped"):
             if isinstance(event, Offline):
                 self._offline(event.reason)
-        for thread, link, hello in self._starting.values():
-            thread.join(self.options.connect_timeout + 2.0)
-            if link.connected:
-                self._retire(link, hello)
-            else:
-                link.stop()
-        self._starting.clear()
+        for client in self._clients.values():  # clients of gone devices, still starting
+            client.close(wait=True)
+        self._clients.clear()
         _log.debug("gateway %s stopped: %s", self.port_url, self.stats())
