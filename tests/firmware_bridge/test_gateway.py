@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import serial
 
+from citytwin.firmware_bridge import gateway as gateway_module
 from citytwin.firmware_bridge.emulator import FirmwareEmulator
 from citytwin.firmware_bridge.frames import Frame, FrameType, Nak, encode, parse, unpack_nak
 from citytwin.firmware_bridge.framing import FrameDecoder
 from citytwin.firmware_bridge.gateway import Backoff, SerialGateway
+from citytwin.firmware_bridge.port import open_port
 from citytwin.hil.broker import EmbeddedBroker
 from citytwin.hil.protocol import Ack, Avail, Birth, MeterState, SignalState, decode, parse_topic
 from citytwin.hil.transport import MqttLink
@@ -271,3 +274,41 @@ def test_a_bad_port_url_fails_at_start(url: str, broker: EmbeddedBroker) -> None
     gw = SerialGateway(url, broker.url)
     with pytest.raises(BridgeError):
         gw.start()
+
+
+class _FailingWrites:
+    """A real port whose writes start failing on demand (a USB adapter gone bad: EIO on
+    write while reads just hang)."""
+
+    def __init__(self, port: Any) -> None:
+        self._port = port
+        self.fail = False
+
+    def write(self, data: bytes) -> int:
+        if self.fail:
+            raise serial.SerialException("write failed: [Errno 5] Input/output error")
+        return int(self._port.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+
+def test_write_errors_take_the_device_offline_at_once(
+        board: Callable[..., FirmwareEmulator], gateway: Callable[..., SerialGateway],
+        connect: Connect, monkeypatch: pytest.MonkeyPatch) -> None:
+    ports: list[_FailingWrites] = []
+
+    def open_failing(url: str, baudrate: int = 115200) -> _FailingWrites:
+        ports.append(_FailingWrites(open_port(url, baudrate)))
+        return ports[-1]
+
+    monkeypatch.setattr(gateway_module, "open_port", open_failing)
+    sim, inbox = connect("sim", [(f"{MET}/avail", 1)])
+    meter = board("meter", "meter-hall")
+    gw = gateway(meter.plug())
+    assert json.loads(inbox.expect(f"{MET}/avail", timeout=5))["status"] == "online"
+    ports[0].fail = True
+    sim.publish(f"{SIM}/clock", b'{"v":1,"tick":1,"t":1.0,"dt":1.0,"mode":"fast"}', 0)
+    assert json.loads(inbox.expect(f"{MET}/avail", timeout=2))["status"] == "offline"
+    assert gw.counters["port_lost"] == 1
+    assert json.loads(inbox.expect(f"{MET}/avail", timeout=3))["status"] == "online"  # reopened
