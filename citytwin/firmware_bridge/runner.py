@@ -85,8 +85,8 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
                         "or meter-hall)")
     parser.add_argument("--lockstep", action="store_true",
                         help="announce that the simulator may wait for this board each tick")
-    parser.add_argument("--heartbeat", type=_positive_int, default=1000, metavar="MS",
-                        help="milliseconds between heartbeats (default: 1000)")
+    parser.add_argument("--heartbeat", type=_heartbeat_ms, default=1000, metavar="MS",
+                        help="milliseconds between heartbeats, 50-60000 (default: 1000)")
     parser.add_argument("--link", type=Path, default=None, metavar="PATH",
                         help="also make PATH a symlink to the pty (printed instead of it)")
     parser.add_argument("--firmware", type=Path, default=None, metavar="DIR",
@@ -179,6 +179,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _heartbeat_ms(text: str) -> int:
+    value = _positive_int(text)
+    if not 50 <= value <= 60_000:  # what the bridge takes in a HELLO
+        raise argparse.ArgumentTypeError(f"must be 50-60000 ms, got {value}")
     return value
 
 
