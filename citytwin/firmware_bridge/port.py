@@ -24,6 +24,7 @@ callback that must only enqueue, and passes one :class:`PortLost` when the port 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import threading
 import time
@@ -91,15 +92,16 @@ def check_url(url: str) -> None:
             usable host:port (pyserial would report that as a port it cannot open, and the
             bridge would retry it forever).
     """
+    if "://" not in url:
+        return  # a device path
     parts = urlsplit(url)
+    if not parts.scheme.isalnum() or importlib.util.find_spec(
+            f"serial.urlhandler.protocol_{parts.scheme}") is None:
+        raise BridgeError(f"serial port {url!r}: pyserial knows no {parts.scheme}:// ports; "
+                          "give a device path or a pyserial URL (loop://, socket://host:port, "
+                          "spy://PORT, rfc2217://host:port)")
     if parts.scheme in ("socket", "rfc2217"):
         _check_host_port(url, parts.scheme, parts)
-    try:
-        serial.serial_for_url(url, do_not_open=True)
-    except ValueError as exc:
-        raise BridgeError(f"serial port {url!r}: {exc}; give a device path or a pyserial URL "
-                          "(loop://, socket://host:port, spy://PORT, rfc2217://host:port)"
-                          ) from exc
 
 
 def _check_host_port(url: str, scheme: str, parts: Any) -> None:

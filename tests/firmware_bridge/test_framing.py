@@ -206,6 +206,21 @@ def test_triple_bit_errors_are_rejected() -> None:
         assert dec.feed(_flips(wire, triple)) == [], f"bits {triple}"
 
 
+@pytest.mark.parametrize("body", [_SAMPLES[0], _SAMPLES[2], _SAMPLES[5]],
+                         ids=lambda b: f"{len(b)}B")
+def test_a_large_sample_of_triple_bit_errors_is_rejected(body: bytes) -> None:
+    """20,000 random 3-bit errors (a fixed seed) per frame, delimiters included: each one is
+    rejected, and the frame after it arrives."""
+    wire = encode_frame(body)
+    follower = encode_frame(b"\x01next")
+    rng = random.Random(3)
+    nbits = len(wire) * 8
+    for _ in range(20_000):
+        triple = tuple(rng.sample(range(nbits), 3))
+        dec = FrameDecoder()
+        assert dec.feed(_flips(wire, triple) + follower) == [b"\x01next"], f"bits {triple}"
+
+
 # -- the firmware's implementation agrees ---------------------------------------------------
 @given(st.binary(max_size=1200))
 @settings(deadline=None, derandomize=True, max_examples=500)
