@@ -13,7 +13,7 @@ A frame on the wire (``docs/firmware-protocol.md``)::
   as three bytes that are never zero: ``0x80 | crc >> 9``, ``0x80 | (crc >> 2) & 0x7F``,
   ``0x80 | crc & 0x03``. Because the CRC covers exactly the bytes on the line, a bit error on
   the line is the same bit error in the checked code word, and the CRC's Hamming distance of 4
-  (for up to 4,095 bytes) holds for the line itself: every error of 1, 2 or 3 bits, and every
+  (for up to 4,093 bytes) holds for the line itself: every error of 1, 2 or 3 bits, and every
   error of an odd number of bits, is detected. A CRC over the *decoded* body would not give
   that: one flipped COBS code byte moves zeros around and becomes many bit errors.
 * Bounded: an encoded frame (COBS bytes and check) is at most :data:`MAX_FRAME` bytes; a
