@@ -140,8 +140,37 @@ def _add_device(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     p.set_defaults(handler=run_device)
 
 
+def _add_bridge(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from citytwin.firmware_bridge.runner import add_bridge_arguments, run_bridge
+
+    p = sub.add_parser("bridge", parents=[common], help="connect devices on other links",
+                       description="Connect devices that do not speak MQTT themselves to the "
+                       "HIL contract (docs/hil-protocol.md).")
+    links = p.add_subparsers(title="links", metavar="LINK", required=True)
+    s = links.add_parser("serial", parents=[common], help="microcontroller boards on serial "
+                         "ports (docs/firmware-protocol.md)",
+                         description="Map each device on a serial port (framed protocol of "
+                         "docs/firmware-protocol.md) onto the MQTT device contract, until "
+                         "SIGINT/SIGTERM.")
+    add_bridge_arguments(s)
+    s.set_defaults(handler=run_bridge)
+
+
+def _add_firmware_emulator(sub: argparse._SubParsersAction,
+                           common: argparse.ArgumentParser) -> None:
+    from citytwin.firmware_bridge.runner import add_emulator_arguments, run_emulator
+
+    p = sub.add_parser("firmware-emulator", parents=[common],
+                       help="run the reference board firmware on a pseudo-terminal",
+                       description="Run the reference firmware (firmware/) of a signal or "
+                       "meter board on a pseudo-terminal and print the port to give to "
+                       "'citytwin bridge serial', until SIGINT/SIGTERM.")
+    add_emulator_arguments(p)
+    p.set_defaults(handler=run_emulator)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_run, _add_list, _add_replay, _add_device]
+    _add_run, _add_list, _add_replay, _add_device, _add_bridge, _add_firmware_emulator]
 
 
 def _non_negative_int(text: str) -> int:

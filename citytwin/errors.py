@@ -12,6 +12,7 @@ are translated at the boundary into one of these, with a message that says what 
     ├── ScenarioError         a scenario file or name is invalid (CLI exit code 2)
     ├── SimulationError       a run failed while stepping (CLI exit code 1)
     └── BridgeError           a device bridge (MQTT or serial) failed
+        └── SerialLinkError   a serial port is missing, unplugged or failing (retry later)
 """
 
 from __future__ import annotations
@@ -39,3 +40,11 @@ class SimulationError(CityTwinError):
 
 class BridgeError(CityTwinError):
     """A device bridge (MQTT or serial) failed."""
+
+
+class SerialLinkError(BridgeError):
+    """A serial port cannot be opened or used now (missing, unplugged, I/O error or timeout).
+
+    Retrying later can help, unlike a :class:`BridgeError` for a port URL that is wrong in
+    itself. Raised in place of pyserial's ``SerialException`` and the ``OSError`` of a port.
+    """
