@@ -13,6 +13,7 @@ and waiting time, and the ratios. Needs the ``sumo`` extra (``pip install -e .[s
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import subprocess
@@ -74,7 +75,19 @@ def write_routes(net_path: Path, vph: float, duration: float, seed: int, out: Pa
     return rou
 
 
-def run_sumo(net: Path, rou: Path, end: float, out: Path) -> dict:
+def run_sumo(net: Path, rou: Path, end: float, out: Path, reuse: bool = False) -> dict:
+    """SUMO's figures; with ``reuse``, those of an earlier run on the same net, routes and end
+    (SUMO is deterministic for them; its speed figures are then the earlier run's)."""
+    key = hashlib.sha256(net.read_bytes() + rou.read_bytes() + repr(end).encode()).hexdigest()
+    cached = out / f"sumo-{key[:16]}.json"
+    if reuse and cached.is_file():
+        return json.loads(cached.read_text())
+    result = _run_sumo(net, rou, end, out)
+    cached.write_text(json.dumps(result))
+    return result
+
+
+def _run_sumo(net: Path, rou: Path, end: float, out: Path) -> dict:
     tripinfo = out / "sumo.tripinfo.xml"
     cmd = [sumo_bin("sumo"), "-n", str(net), "-r", str(rou), "--step-length", "1",
            "--end", str(end), "--tripinfo-output", str(tripinfo), "--no-step-log", "true",
@@ -132,13 +145,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="trips between any two edges (default: fringe to fringe)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--json", type=Path, help="append the result as a JSON line here")
+    p.add_argument("--reuse-sumo", action="store_true",
+                   help="take SUMO's figures from an earlier run on the same inputs (for "
+                   "model work; its speed figures are then not from this run)")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     end = a.end if a.end is not None else 2 * a.duration
     net = build_grid(a.grid, a.lanes, a.length, a.out) if a.grid else a.net
     rou = write_routes(net, a.vph, a.duration, a.seed, a.out, fringe_only=not a.all_edges)
     ct = run_citytwin(net, rou, end)
-    su = run_sumo(net, rou, end, a.out)
+    su = run_sumo(net, rou, end, a.out, reuse=a.reuse_sumo)
     rows = ["updates_per_second", "step_wall_seconds", "wall_seconds", "peak_rss_mb",
             "trips_finished", "mean_duration_s", "mean_time_loss_s", "mean_waiting_time_s",
             "teleports"]

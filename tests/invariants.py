@@ -32,24 +32,25 @@ def step_checked(city: City, ticks: int) -> dict[str, int]:
         gaps = (veh.pos[o[1:]] - length[veh.vtype[o[1:]]] - veh.pos[o[:-1]])[same]
         assert gaps.size == 0 or gaps.min() >= -1e-9
         seen["pairs"] += int(same.sum())
-        # Crossing streams never share a conflict point: of two vehicles in crossing
-        # connections at most one has its back short of the crossing; merging connections
-        # never hold two fronts at once.
+        # Crossing streams never share a conflict point: of two foe connections, at most one
+        # holds a vehicle in their conflict zone (front past where its path meets the
+        # other's, back short of where it has left it; for a merge, front past the merge).
+        # A vehicle waiting at its connection's wait point is short of the zone.
         inside = slots[veh.lane[slots] >= nn]
-        back = {}
+        spans: dict[int, list[tuple[float, float]]] = {}
         for i in inside:
             c = int(veh.lane[i]) - nn
-            back[c] = min(back.get(c, np.inf), veh.pos[i] - length[veh.vtype[i]])
-        for c in back:
+            spans.setdefault(c, []).append((veh.pos[i], veh.pos[i] - length[veh.vtype[i]]))
+        for c in spans:
             for q in range(net.conn_foe_ptr[c], net.conn_foe_ptr[c + 1]):
-                f, clear_f = int(net.conn_foe[q]), net.conn_foe_clear[q]
-                if f not in back or clear_f < 0:
+                f = int(net.conn_foe[q])
+                if f not in spans or net.conn_foe_clear[q] < 0:
                     continue
-                if np.isinf(clear_f):
-                    raise AssertionError(f"merging connections {c} and {f} both occupied")
                 q_back = _entry(net, f, c)
-                assert back[f] >= clear_f or back[c] >= net.conn_foe_clear[q_back], (
-                    f"connections {c} and {f} both short of their conflict point")
+                c_in = _in_zone(spans[c], net.conn_foe_at[q], net.conn_foe_clear[q_back])
+                f_in = _in_zone(spans[f], net.conn_foe_at[q_back], net.conn_foe_clear[q])
+                assert not (c_in and f_in), (
+                    f"connections {c} and {f} both hold a vehicle in their conflict zone")
             seen["conflicts"] += 1
         # Conservation.
         k = city.kpis()
@@ -63,3 +64,8 @@ def _entry(net, c: int, f: int) -> int:
     """Index of ``f`` in the foe list of ``c``."""
     lo, hi = net.conn_foe_ptr[c], net.conn_foe_ptr[c + 1]
     return lo + int(np.flatnonzero(net.conn_foe[lo:hi] == f)[0])
+
+
+def _in_zone(spans: list[tuple[float, float]], at: float, clear: float) -> bool:
+    """Does a vehicle (front, back) reach past ``at`` with its back short of ``clear``?"""
+    return any(front > at + 1e-9 and back < clear for front, back in spans)

@@ -70,3 +70,9 @@ class RoadArrays(NamedTuple):
     conn_resp: np.ndarray         # i4[...]
     conn_foe_clear: np.ndarray    # f8[len(conn_foe)] where a foe's vehicle backs clear the
     #                               conflict point (kernels.geometry: MERGE, NO_CONFLICT)
+    conn_foe_at: np.ndarray       # f8[len(conn_foe)] where the connection's own fronts reach
+    #                               that conflict point (inf: none)
+    conn_foe_yields: np.ndarray   # u1[len(conn_foe)] the foe yields to the connection and a
+    #                               vehicle standing at the foe's wait point does not block it
+    conn_wait: np.ndarray         # f8[n_conns] where a yielding vehicle waits inside the
+    #                               junction, -1: at the stop line

@@ -95,7 +95,8 @@ class City(mesa.Model):
         self.lanes = LaneState(
             lane_start=np.zeros(n_lanes + 1, np.int32), tail_back=np.zeros(n_lanes),
             tail_speed=np.zeros(n_lanes), occ=np.zeros(n_conns, np.int32),
-            min_back=np.zeros(n_conns),
+            min_back=np.zeros(n_conns), occ_go=np.zeros(n_conns, np.int32),
+            min_back_go=np.zeros(n_conns),
             reserved=np.zeros(n_lanes), approach=np.zeros(n_conns),
             approach_wait=np.zeros(n_conns),
             conn_state=network.conn_static.copy(), lc_stamp=np.full(n_lanes, -1, np.int64),

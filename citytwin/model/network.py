@@ -13,20 +13,25 @@ networkx ``MultiDiGraph`` through :meth:`Network.graph`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 import networkx as nx
 import numpy as np
 
-from citytwin.agents.kernels.geometry import conflict_clearances
+from citytwin.agents.kernels.geometry import conflict_points
 from citytwin.agents.roads import MAJOR, MINOR, RoadArrays, state_code
 from citytwin.errors import NetworkError
 
 #: Smallest length an internal (junction) lane may have; SUMO nets built without internal
 #: links give connections no length at all.
 MIN_INTERNAL_LENGTH = 0.5
+#: A yielding vehicle waits inside its junction only if its wait point is at least this far
+#: past the stop line (metres).
+MIN_WAIT = 1.0
+#: Distance kept to a conflict point by a vehicle waiting before it (metres).
+STOP_GAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -302,16 +307,50 @@ def _csr(rows: Sequence[Iterable[int]]) -> tuple[np.ndarray, np.ndarray]:
     return ptr, np.asarray(flat, dtype=np.int32)
 
 
-def _foe_clearances(conns: Sequence[_Conn], lane_length: np.ndarray, n_normal: int,
-                    conn_to_lane: np.ndarray, foe_ptr: np.ndarray,
-                    foe: np.ndarray) -> np.ndarray:
+def _conflict_points(conns: Sequence[_Conn], lane_length: np.ndarray, n_normal: int,
+                     conn_to_lane: np.ndarray, foe_ptr: np.ndarray,
+                     foe: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sizes = np.array([len(c.shape) for c in conns], dtype=np.int64)
     shape_ptr = np.zeros(len(conns) + 1, dtype=np.int64)
     np.cumsum(sizes, out=shape_ptr[1:])
     xy = np.array([p for c in conns for p in c.shape], dtype=np.float64).reshape(-1, 2)
-    return conflict_clearances(shape_ptr, np.ascontiguousarray(xy[:, 0]),
-                               np.ascontiguousarray(xy[:, 1]), lane_length, n_normal,
-                               conn_to_lane, foe_ptr, foe)
+    return conflict_points(shape_ptr, np.ascontiguousarray(xy[:, 0]),
+                           np.ascontiguousarray(xy[:, 1]), lane_length, n_normal, conn_to_lane,
+                           foe_ptr, foe)
+
+
+def _wait_points(foe_ptr: np.ndarray, foe: np.ndarray, foe_at: np.ndarray,
+                 resp_ptr: np.ndarray, resp: np.ndarray,
+                 green_together: Callable[[int, int], bool]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Where a yielding vehicle waits inside its junction, and which waiting vehicles a foe
+    may ignore.
+
+    ``wait[c]``: just short of the first point where connection ``c`` meets a foe it must
+    yield to and that can be green with it (SUMO's internal junction of a left turn): a
+    vehicle with a gap to enter but not yet one to cross waits there, off its approach lane;
+    -1 where that point is within :data:`MIN_WAIT` of the stop line (the vehicle waits at the
+    stop line).
+    ``yields[q]`` for foe entry ``q`` of ``c`` (``f = foe[q]``): ``f`` yields to ``c`` and
+    meets it beyond ``f``'s wait point, so a vehicle standing at that wait point does not
+    hold ``c`` up.
+    """
+    n = foe_ptr.shape[0] - 1
+    entry = {(c, int(foe[q])): q for c in range(n) for q in range(foe_ptr[c], foe_ptr[c + 1])}
+    wait = np.full(n, -1.0)
+    for c in range(n):
+        w = min((foe_at[entry[c, int(r)]] for r in resp[resp_ptr[c]:resp_ptr[c + 1]]
+                 if green_together(c, int(r))), default=np.inf) - STOP_GAP
+        if MIN_WAIT <= w < np.inf:
+            wait[c] = w
+    yields = np.zeros(foe.shape[0], dtype=np.uint8)
+    for c in range(n):
+        for q in range(foe_ptr[c], foe_ptr[c + 1]):
+            f = int(foe[q])
+            if wait[f] >= 0 and c in resp[resp_ptr[f]:resp_ptr[f + 1]] \
+                    and foe_at[entry[f, c]] >= wait[f]:
+                yields[q] = 1
+    return wait, yields
 
 
 class Network:
@@ -385,9 +424,22 @@ class Network:
         self.lane_out_ptr, self.lane_out = _csr(out_rows)
         self.conn_foe_ptr, self.conn_foe = _csr([c.foes for c in conns])
         self.conn_resp_ptr, self.conn_resp = _csr([c.response for c in conns])
-        self.conn_foe_clear = _foe_clearances(conns, lane_length, n_normal, c_to,
-                                              self.conn_foe_ptr, self.conn_foe)
+        self.conn_foe_clear, self.conn_foe_at = _conflict_points(
+            conns, lane_length, n_normal, c_to, self.conn_foe_ptr, self.conn_foe)
         self._validate()
+        self.conn_wait, self.conn_foe_yields = _wait_points(
+            self.conn_foe_ptr, self.conn_foe, self.conn_foe_at, self.conn_resp_ptr,
+            self.conn_resp, self._green_together)
+
+    def _green_together(self, a: int, b: int) -> bool:
+        """Can connections ``a`` and ``b`` be green at once (always, unless one signal
+        program controls both and none of its phases shows both green)?"""
+        k = int(self.conn_tls[a])
+        if k < 0 or k != int(self.conn_tls[b]):
+            return True
+        la, lb = int(self.conn_link[a]), int(self.conn_link[b])
+        return any(ph.state[la] in "Gg" and ph.state[lb] in "Gg"
+                   for ph in self.programs[k].phases)
 
     def _validate(self) -> None:
         for tls, program in enumerate(self.programs):
@@ -431,7 +483,8 @@ class Network:
             conn_tls=self.conn_tls, conn_link=self.conn_link, conn_static=self.conn_static,
             conn_foe_ptr=self.conn_foe_ptr, conn_foe=self.conn_foe,
             conn_resp_ptr=self.conn_resp_ptr, conn_resp=self.conn_resp,
-            conn_foe_clear=self.conn_foe_clear,
+            conn_foe_clear=self.conn_foe_clear, conn_foe_at=self.conn_foe_at,
+            conn_foe_yields=self.conn_foe_yields, conn_wait=self.conn_wait,
         )
 
     @cached_property

@@ -249,3 +249,23 @@ def test_vehicle_departs_from_an_edge_shorter_than_itself():
     _step_checked(city, 200)
     k = city.kpis()
     assert k["vehicles_arrived"] == 6 and k["teleports"] == 0
+
+
+def test_left_turner_waits_inside_and_lets_its_lane_drive_on(small_grid):
+    """A permissive left turner waits for a gap at its wait point inside the junction, off its
+    approach lane, so that through vehicles behind it on that lane drive on (SUMO's internal
+    junctions); without wait points they would queue behind it at the stop line."""
+    city = make_city(small_grid, vehs_per_hour=3000.0)
+    net, nn = small_grid, small_grid.n_normal_lanes
+    passed = 0
+    for _ in range(600):
+        city.step()
+        veh = city.fleet.veh
+        inside = [i for i in range(veh.alive.size) if veh.alive[i] and veh.lane[i] >= nn]
+        for i in inside:
+            c = int(veh.lane[i]) - nn
+            if net.conn_wait[c] < 0 or veh.speed[i] >= 0.1 or veh.pos[i] > net.conn_wait[c]:
+                continue
+            passed += sum(1 for j in inside if veh.lane[j] - nn != c and veh.speed[j] > 1.0
+                          and net.conn_from_lane[veh.lane[j] - nn] == net.conn_from_lane[c])
+    assert passed > 0

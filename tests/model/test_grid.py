@@ -63,6 +63,25 @@ def test_left_turn_crosses_opposing_through(small_grid):
         assert any(net.conn_direction[f] == "s" for f in resp)
 
 
+def test_permissive_left_turns_wait_inside_short_of_the_opposing_through(small_grid):
+    """A left turn that yields to the oncoming through movement gets a wait point inside the
+    junction, short of where it meets that movement; protected movements get none."""
+    net = small_grid
+    for c in range(net.n_connections):
+        w = net.conn_wait[c]
+        if net.conn_direction[c] != "l":
+            assert w < 0
+            continue
+        oncoming = [q for q in range(net.conn_foe_ptr[c], net.conn_foe_ptr[c + 1])
+                    if net.conn_foe[q] in net.conn_resp[net.conn_resp_ptr[c]:
+                                                        net.conn_resp_ptr[c + 1]]
+                    and net.conn_direction[net.conn_foe[q]] == "s"
+                    and net._green_together(c, int(net.conn_foe[q]))]
+        assert oncoming
+        assert 1.0 <= w < min(net.conn_foe_at[q] for q in oncoming)
+        assert w < net.lane_length[net.n_normal_lanes + c]
+
+
 @pytest.mark.parametrize("kwargs", [{"rows": 0, "cols": 2}, {"rows": 2, "cols": 2, "lanes": 0},
                                     {"rows": 2, "cols": 2, "cycle": 12.0},
                                     {"rows": 2, "cols": 2, "edge_length": 5.0}])

@@ -24,9 +24,9 @@ MERGE = np.inf
 
 
 @njit
-def _last_crossing(ax, ay, a0, a1, bx, by, b0, b1) -> float:
-    """Geometric distance along polyline b (points b0..b1-1) to its last crossing with
-    polyline a (points a0..a1-1); -1 if they do not cross."""
+def _crossing(ax, ay, a0, a1, bx, by, b0, b1, last) -> float:
+    """Geometric distance along polyline b (points b0..b1-1) to its last (``last``) or first
+    crossing with polyline a (points a0..a1-1); -1 if they do not cross."""
     best = -1.0
     along = 0.0
     for j in range(b0, b1 - 1):
@@ -42,33 +42,57 @@ def _last_crossing(ax, ay, a0, a1, bx, by, b0, b1) -> float:
             t = ((qx - px) * sy - (qy - py) * sx) / den  # along b's segment
             u = ((qx - px) * ry - (qy - py) * rx) / den  # along a's segment
             if 0.0 < t < 1.0 and 0.0 < u < 1.0:
-                best = max(best, along + t * seg)
+                x = along + t * seg
+                if best < 0.0 or (x > best if last else x < best):
+                    best = x
         along += seg
     return best
 
 
 @njit
-def conflict_clearances(shape_ptr, shape_x, shape_y, lane_length, n_normal, conn_to_lane,
-                        foe_ptr, foe) -> np.ndarray:
-    """For each foe entry ``q`` of connection ``c`` (``f = foe[q]``): the position along
-    ``f`` (in lane metres) that a vehicle's back on ``f`` must pass before ``c`` may be
-    entered; :data:`MERGE` for a merge, :data:`NO_CONFLICT` when the paths share no point."""
-    out = np.empty(foe.shape[0])
+def _geo_length(x, y, p0, p1) -> float:
+    total = 0.0
+    for j in range(p0, p1 - 1):
+        total += math.hypot(x[j + 1] - x[j], y[j + 1] - y[j])
+    return total
+
+
+@njit
+def conflict_points(shape_ptr, shape_x, shape_y, lane_length, n_normal, conn_to_lane,
+                    foe_ptr, foe) -> tuple[np.ndarray, np.ndarray]:
+    """Where each pair of foes conflicts, in lane metres. For each foe entry ``q`` of
+    connection ``c`` (``f = foe[q]``):
+
+    - ``clear[q]``: the position along ``f`` that a vehicle's back on ``f`` must pass before
+      ``c`` may be entered (the last crossing plus half a lane); :data:`MERGE` for a merge,
+      :data:`NO_CONFLICT` when the paths share no point;
+    - ``at[q]``: the position along ``c`` where a front on ``c`` reaches the conflict with
+      ``f`` (the first crossing less half a lane, at least 0; for a merge half a lane before
+      the end of ``c``; ``inf`` when the paths share no point).
+    """
+    clear = np.empty(foe.shape[0])
+    at = np.empty(foe.shape[0])
     for c in range(foe_ptr.shape[0] - 1):
+        len_c = lane_length[n_normal + c]
+        geo_c = _geo_length(shape_x, shape_y, shape_ptr[c], shape_ptr[c + 1])
         for q in range(foe_ptr[c], foe_ptr[c + 1]):
             f = foe[q]
             if conn_to_lane[c] == conn_to_lane[f]:
-                out[q] = MERGE
+                clear[q] = MERGE
+                at[q] = max(len_c - HALF_LANE_WIDTH, 0.0)
                 continue
-            g = _last_crossing(shape_x, shape_y, shape_ptr[c], shape_ptr[c + 1],
-                               shape_x, shape_y, shape_ptr[f], shape_ptr[f + 1])
+            g = _crossing(shape_x, shape_y, shape_ptr[c], shape_ptr[c + 1],
+                          shape_x, shape_y, shape_ptr[f], shape_ptr[f + 1], True)
             if g < 0.0:
-                out[q] = NO_CONFLICT
+                clear[q] = NO_CONFLICT
+                at[q] = np.inf
                 continue
-            geo = 0.0
-            for j in range(shape_ptr[f], shape_ptr[f + 1] - 1):
-                geo += math.hypot(shape_x[j + 1] - shape_x[j], shape_y[j + 1] - shape_y[j])
+            geo = _geo_length(shape_x, shape_y, shape_ptr[f], shape_ptr[f + 1])
             length = lane_length[n_normal + f]
             x = g * length / geo if geo > 0.0 else length
-            out[q] = min(x + HALF_LANE_WIDTH, length)
-    return out
+            clear[q] = min(x + HALF_LANE_WIDTH, length)
+            h = _crossing(shape_x, shape_y, shape_ptr[f], shape_ptr[f + 1],
+                          shape_x, shape_y, shape_ptr[c], shape_ptr[c + 1], False)
+            x = h * len_c / geo_c if geo_c > 0.0 else 0.0
+            at[q] = max(x - HALF_LANE_WIDTH, 0.0)
+    return clear, at

@@ -124,7 +124,10 @@ def _approach(c, dist, v, decel, conn_state, approach, approach_wait):
     st = conn_state[c]
     if st == RED or (st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5):
         return
+    if v < HALT_SPEED:
+        return  # a standing vehicle at the far end of its lane: the prepass would keep it
+        #         only if it could enter now, which matters to nobody this far away
     eta = dist / max(v, 1.0)
     if eta < approach[c]:
         approach[c] = eta
-        approach_wait[c] = 0.0 if v < HALT_SPEED else -1.0
+        approach_wait[c] = -1.0

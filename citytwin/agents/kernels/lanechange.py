@@ -16,7 +16,7 @@ from citytwin.agents.kernels.traffic import find_conn, idm, idm_free
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
 GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it
-NO_TACTICAL = 40.0    # m before a lane end in which only strategic changes happen
+NO_TACTICAL = 10.0    # m before a lane end in which only strategic changes happen
 TACTICAL_EVERY = 4    # ticks between two looks for a faster lane (staggered by slot)
 URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
 REACH = 150.0         # m past its end within which a lane must lead on along the route

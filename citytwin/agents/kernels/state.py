@@ -77,6 +77,8 @@ class LaneState(NamedTuple):
     tail_speed: np.ndarray   # f8[n_lanes]
     occ: np.ndarray          # i4[n_conns] vehicles whose front is inside each connection
     min_back: np.ndarray     # f8[n_conns] rearmost back position on each connection (inf: none)
+    occ_go: np.ndarray       # i4[n_conns] the same two for the vehicles not standing at or
+    min_back_go: np.ndarray  # f8[n_conns] before the connection's wait point
     reserved: np.ndarray     # f8[n_lanes] space claimed by vehicles inside junctions
     approach: np.ndarray     # f8[n_conns] earliest arrival time of a vehicle at each link
     approach_wait: np.ndarray  # f8[n_conns] halting time of that vehicle if standing, else -1

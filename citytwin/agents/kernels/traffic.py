@@ -22,6 +22,7 @@ STOP_LINE_GAP = 0.5       # m; vehicles stop this far before a stop line
 CONFLICT_WINDOW = 4.0     # s; a foe inside the junction matters when we arrive within this
 IMPATIENCE = 20.0         # s; after waiting this long a minor vehicle accepts short gaps
 MIN_GAP_TIME = 1.5        # s; the shortest gap an impatient vehicle accepts
+NUMERICAL_EPS = 0.001     # m, m/s; SUMO's floor for gaps and desired speeds in the IDM
 STATS = 8                 # length of the per-tick stats vector of move()
 S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOVED = range(8)
 
@@ -110,6 +111,23 @@ def idm_free(v: float, v0: float, a: float, delta: float) -> float:
     return a * (1.0 - _pow(v / v0, delta))
 
 
+@njit_inline
+def idm_speed(v: float, v0: float, gap: float, v_lead: float, a: float, b: float, s0: float,
+              T: float, delta: float, dt: float) -> float:
+    """The speed after ``dt`` behind a leader ``gap`` m ahead driving at ``v_lead`` (one
+    Euler step of the IDM; ``s0`` 0 for a stop line, as SUMO's ``stopSpeed``). SUMO's floors
+    keep the gap and the desired speed off zero."""
+    s = s0 + max(0.0, v * T + v * (v - v_lead) / (2.0 * math.sqrt(a * b)))
+    r = s / max(gap, NUMERICAL_EPS)
+    return max(0.0, v + a * (1.0 - _pow(v / max(v0, NUMERICAL_EPS), delta) - r * r) * dt)
+
+
+@njit_inline
+def idm_free_speed(v: float, v0: float, a: float, delta: float, dt: float) -> float:
+    """:func:`idm_speed` on a free road."""
+    return max(0.0, v + a * (1.0 - _pow(v / max(v0, NUMERICAL_EPS), delta)) * dt)
+
+
 @njit
 def prepass(order, n, veh, types, roads, ls):
     """Per-lane tails, junction occupancy, reserved space and approach times for this tick."""
@@ -117,6 +135,8 @@ def prepass(order, n, veh, types, roads, ls):
     n_normal = roads.n_normal
     ls.occ[:] = 0
     ls.min_back[:] = np.inf
+    ls.occ_go[:] = 0
+    ls.min_back_go[:] = np.inf
     ls.reserved[:] = 0.0
     ls.approach[:] = np.inf
     ls.approach_wait[:] = -1.0
@@ -133,11 +153,16 @@ def prepass(order, n, veh, types, roads, ls):
             c = lane_i - n_normal
             ls.occ[c] += e - s
             to = roads.conn_to_lane[c]
+            w = roads.conn_wait[c]
             for k in range(s, e):
                 i = order[k]
                 ty = veh.vtype[i]
+                back = veh.pos[i] - types.length[ty]
                 ls.reserved[to] += types.length[ty] + types.min_gap[ty]
-                ls.min_back[c] = min(ls.min_back[c], veh.pos[i] - types.length[ty])
+                ls.min_back[c] = min(ls.min_back[c], back)
+                if not (veh.pos[i] <= w + 1e-9 and veh.speed[i] < HALT_SPEED):
+                    ls.occ_go[c] += 1  # not waiting at (or queued before) the wait point
+                    ls.min_back_go[c] = min(ls.min_back_go[c], back)
         else:
             for k in range(s, e):  # backs still inside the junction behind them
                 i = order[k]
@@ -151,37 +176,80 @@ def prepass(order, n, veh, types, roads, ls):
                     lc_len = roads.lane_length[n_normal + lc]
                     if inside > 0.5 * lc_len:
                         ls.min_back[lc] = min(ls.min_back[lc], lc_len - inside)
-            front = order[e - 1]
-            c = veh.next_conn[front]
-            if c >= 0 and ls.conn_state[c] != RED:
-                dist = roads.lane_length[lane_i] - veh.pos[front]
-                v = veh.speed[front]
-                if ls.conn_state[c] == YELLOW and v * v / (
-                        2.0 * types.decel[veh.vtype[front]]) <= dist + 0.5:
-                    continue  # will stop at the yellow
-                eta = dist / max(v, 1.0)
-                if eta < ls.approach[c]:
-                    ls.approach[c] = eta
-                    ls.approach_wait[c] = veh.halt_cont[front] if v < HALT_SPEED else -1.0
+                        ls.min_back_go[lc] = min(ls.min_back_go[lc], lc_len - inside)
+    for lane_i in range(n_normal):  # the lane fronts approaching links, once all is known
+        s, e = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
+        if s == e:
+            continue
+        front = order[e - 1]
+        c = veh.next_conn[front]
+        if c < 0 or ls.conn_state[c] == RED:
+            continue
+        st = ls.conn_state[c]
+        dist = roads.lane_length[lane_i] - veh.pos[front]
+        v = veh.speed[front]
+        ty = veh.vtype[front]
+        if st == YELLOW and v * v / (2.0 * types.decel[ty]) <= dist + 0.5:
+            continue  # will stop at the yellow
+        if v < HALT_SPEED:
+            # A standing vehicle that cannot enter now does not approach (SUMO's willPass):
+            # those yielding to it need not wait for it, and cannot wait for each other.
+            w = roads.conn_wait[c] if st == MINOR else -1.0
+            to = roads.conn_to_lane[c]
+            if foes_inside(c, 0.0, w if w >= 0.0 else np.inf, roads.conn_foe_ptr,
+                           roads.conn_foe, roads.conn_foe_clear, roads.conn_foe_at,
+                           roads.conn_foe_yields, ls.occ, ls.min_back, ls.occ_go,
+                           ls.min_back_go) or (
+                    ls.tail_back[to] - ls.reserved[to] < types.length[ty] + types.min_gap[ty]
+                    and ls.tail_speed[to] < 2.0):
+                continue
+        eta = dist / max(v, 1.0)
+        if eta < ls.approach[c]:
+            ls.approach[c] = eta
+            ls.approach_wait[c] = veh.halt_cont[front] if v < HALT_SPEED else -1.0
 
 
 @njit_inline
-def foes_inside(c, foe_ptr, foe, foe_clear, occ, min_back) -> bool:
-    """Is a vehicle inside a foe of connection ``c`` and not yet past their conflict
-    point (for a merging foe: still inside at all)?
+def foes_inside(c, lo, hi, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ, min_back, occ_go,
+                min_back_go) -> bool:
+    """Is a vehicle inside a foe of connection ``c`` and not yet past their conflict point
+    (for a merging foe: still inside at all)? Only foes that ``c`` meets between ``lo`` and
+    ``hi`` metres along it count; a vehicle standing at the wait point of a foe that yields to
+    ``c`` there does not.
 
     Like every helper called per vehicle, it takes the arrays it reads, not the bundles
     (see :mod:`citytwin.agents.kernels._config`).
     """
     for q in range(foe_ptr[c], foe_ptr[c + 1]):
+        at = foe_at[q]
+        if at < lo or at >= hi:
+            continue
         f = foe[q]
         clear = foe_clear[q]
+        o, mb = (occ_go[f], min_back_go[f]) if foe_yields[q] else (occ[f], min_back[f])
         if clear == np.inf:
-            if occ[f] > 0:
+            if o > 0:
                 return True
-        elif clear >= 0.0 and min_back[f] < clear:  # clear < 0: no common point
+        elif clear >= 0.0 and mb < clear:  # clear < 0: no common point
             return True
     return False
+
+
+@njit_inline
+def _yields_to_none(c, clear, mine, resp_ptr, resp, approach, approach_wait) -> bool:
+    """Does no vehicle that link ``c`` must yield to arrive before ``clear`` seconds?
+    ``mine``: how long the asking vehicle has stood (-1: it moves)."""
+    for q in range(resp_ptr[c], resp_ptr[c + 1]):
+        f = resp[q]
+        if approach[f] < clear:
+            # Yield cycles (mutual or round-robin yielding, common in SUMO's joined
+            # junctions) would wait forever: among standing vehicles the one that has
+            # waited longest goes (ties: the lower link). The move kernel's foe check
+            # keeps two of them from entering in the same tick.
+            w = approach_wait[f]
+            if not (0.0 <= w < mine or (w == mine >= 0.0 and f > c)):
+                return False
+    return True
 
 
 @njit_inline
@@ -197,12 +265,29 @@ def _time_to_cover(d: float, v: float, a: float, vmax: float) -> float:
 
 
 @njit_inline
-def _link_open(c, dist, v, halt, length, min_gap, accel, decel, max_speed, speed_factor,
-               n_normal, lane_speed, lane_length, foe_ptr, foe, foe_clear, resp_ptr, resp,
-               conn_to_lane, conn_state, occ, min_back, approach, approach_wait, tail_back,
-               reserved, tail_speed) -> bool:
+def _clear_time(eta, d, v, halt, length, accel, max_speed, speed_factor, speed_through):
+    """Seconds until a vehicle ``eta`` s from a conflict zone ``d`` m long has left it (an
+    impatient one, halting for long, accepts a gap that makes the foe brake)."""
+    if halt >= IMPATIENCE:
+        return eta + MIN_GAP_TIME
+    vmax = min(max_speed, speed_through * speed_factor)
+    return eta + _time_to_cover(d + length, v, accel, vmax) + 1.0
+
+
+@njit_inline
+def _link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, via_length,
+               via_speed, wait, box_free, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+               resp_ptr, resp, conn_state, occ, min_back, occ_go, min_back_go, approach,
+               approach_wait) -> bool:
     """May a vehicle (speed ``v``, halting for ``halt`` s, of the given type parameters),
-    ``dist`` metres before the stop line of link ``c``, drive on?"""
+    ``dist`` metres before the stop line of link ``c``, drive on?
+
+    ``via_length``, ``via_speed`` and ``wait`` describe the connection's path through the
+    junction; ``box_free``: its exit lane has room for the vehicle or is moving. A yielding
+    (minor) link with a wait point is entered once the foes met before that point are clear:
+    the vehicle yields to the others at the wait point (:func:`_wait_open`). (Helpers take at
+    most 30 arguments: Python passes more as a tuple, which numba cannot inline.)
+    """
     st = conn_state[c]
     if st == RED:
         return False
@@ -210,32 +295,38 @@ def _link_open(c, dist, v, halt, length, min_gap, accel, decel, max_speed, speed
         return False  # can stop comfortably: do so
     eta = dist / max(v, 1.0)
     if eta < CONFLICT_WINDOW:
-        if foes_inside(c, foe_ptr, foe, foe_clear, occ, min_back):
+        inner = st == MINOR and wait >= 0.0
+        if foes_inside(c, 0.0, wait if inner else np.inf, foe_ptr, foe, foe_clear, foe_at,
+                       foe_yields, occ, min_back, occ_go, min_back_go):
             return False
-        if st == MINOR:
-            via = n_normal + c
-            if halt < IMPATIENCE:  # time to reach and leave the junction
-                vmax = min(max_speed, lane_speed[via] * speed_factor)
-                clear = eta + _time_to_cover(lane_length[via] + length, v, accel, vmax) + 1.0
-            else:  # impatient: accepts a gap that makes the foe brake, not one that hits it
-                clear = eta + MIN_GAP_TIME
-            mine = halt if v < HALT_SPEED else -1.0
-            for q in range(resp_ptr[c], resp_ptr[c + 1]):
-                f = resp[q]
-                if approach[f] < clear:
-                    # Yield cycles (mutual or round-robin yielding, common in SUMO's joined
-                    # junctions) would wait forever: among standing vehicles the one that has
-                    # waited longest goes (ties: the lower link). The move kernel's foe check
-                    # keeps two of them from entering in the same tick.
-                    w = approach_wait[f]
-                    if not (0.0 <= w < mine or (w == mine >= 0.0 and f > c)):
-                        return False
-        # Do not block the box: enter only if the exit lane has room or is moving.
-        to = conn_to_lane[c]
-        room = tail_back[to] - reserved[to]
-        if room < length + min_gap and tail_speed[to] < 2.0:
+        if st == MINOR and not inner:
+            clear = _clear_time(eta, via_length, v, halt, length, accel, max_speed,
+                                speed_factor, via_speed)
+            if not _yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr,
+                                   resp, approach, approach_wait):
+                return False
+        if not box_free:  # do not block the box
             return False
     return True
+
+
+@njit_inline
+def _wait_open(c, dist, v, halt, length, accel, max_speed, speed_factor, via_length, via_speed,
+               wait, foe_ptr, foe, foe_clear, foe_at, foe_yields, resp_ptr, resp, occ,
+               min_back, occ_go, min_back_go, approach, approach_wait) -> bool:
+    """May a vehicle inside (or entering) connection ``c``, ``dist`` metres before its wait
+    point ``wait``, drive past it: are the foes met beyond the point clear and does no vehicle
+    it yields to arrive before it has crossed?"""
+    eta = dist / max(v, 1.0)
+    if eta >= CONFLICT_WINDOW:
+        return True
+    if foes_inside(c, wait, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ,
+                   min_back, occ_go, min_back_go):
+        return False
+    clear = _clear_time(eta, via_length - wait, v, halt, length, accel, max_speed,
+                        speed_factor, via_speed)
+    return _yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr, resp,
+                           approach, approach_wait)
 
 
 @njit
@@ -246,24 +337,45 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
     without reaching a stopped obstacle or a leader at its emergency deceleration).
     """
     n_normal = roads.n_normal
+    lane_speed, lane_length, conn_wait = roads.lane_speed, roads.lane_length, roads.conn_wait
+    foe_ptr, foe, foe_clear = roads.conn_foe_ptr, roads.conn_foe, roads.conn_foe_clear
+    foe_at, foe_yields = roads.conn_foe_at, roads.conn_foe_yields
+    resp_ptr, resp, conn_to_lane = roads.conn_resp_ptr, roads.conn_resp, roads.conn_to_lane
+    conn_state, occ, min_back, occ_go = ls.conn_state, ls.occ, ls.min_back, ls.occ_go
+    min_back_go, approach, approach_wait = ls.min_back_go, ls.approach, ls.approach_wait
     for k in range(n):
         i = order[k]
         ty = veh.vtype[i]
         a, b = types.accel[ty], types.decel[ty]
         s0, T, dl = types.min_gap[ty], types.tau[ty], types.delta[ty]
+        length, v_type, sf = types.length[ty], types.max_speed[ty], types.speed_factor[ty]
         v, p, lane_i = veh.speed[i], veh.pos[i], veh.lane[i]
-        vmax = min(types.max_speed[ty], roads.lane_speed[lane_i] * types.speed_factor[ty])
-        acc = idm_free(v, vmax, a, dl)
+        halt = veh.halt_cont[i]
+        vmax = min(v_type, lane_speed[lane_i] * sf)
+        vs = idm_free_speed(v, vmax, a, dl, dt)  # the safe speed: least of all limits
         cap = np.inf
+        waits = False  # stops at the wait point of the connection it is on
+        if lane_i >= n_normal:
+            c = lane_i - n_normal
+            w = conn_wait[c]
+            if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not _wait_open(
+                    c, w - p, v, halt, length, a, v_type, sf, lane_length[lane_i],
+                    lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+                    resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
+                    approach_wait):
+                vs = min(vs, idm_speed(v, vmax, w - p - STOP_LINE_GAP, 0.0, a, b, 0.0, T, dl,
+                                       dt))
+                cap = max(w - p - 1e-9, 0.0)
+                waits = True
         if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
             j = order[k + 1]
             gap = veh.pos[j] - types.length[veh.vtype[j]] - p
-            acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], a, b, s0, T, dl))
             vj = veh.speed[j]
+            vs = min(vs, idm_speed(v, vmax, gap, vj, a, b, s0, T, dl, dt))
             ej = types.emergency_decel[veh.vtype[j]]
-            cap = gap + max(0.0, vj - ej * dt) * dt
-        else:
-            dist = roads.lane_length[lane_i] - p
+            cap = min(cap, gap + max(0.0, vj - ej * dt) * dt)
+        elif not waits:
+            dist = lane_length[lane_i] - p
             cl = lane_i
             r = veh.ridx[i]
             last = veh.route_len[i] - 1
@@ -272,6 +384,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
             for _ in range(8):
                 if dist > LOOKAHEAD:
                     break
+                stop = -1.0  # distance to a wait point to stop at, on the lane entered now
                 if cl < n_normal:
                     if r >= last:
                         break  # arrives at the end of this lane: nothing ahead matters
@@ -280,43 +393,58 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
                     else:
                         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
                         c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
-                                      roads.lane_out, roads.conn_to_edge, roads.conn_to_lane)
+                                      roads.lane_out, roads.conn_to_edge, conn_to_lane)
+                    if c >= 0:
+                        via = n_normal + c
+                        to = conn_to_lane[c]
+                        box_free = (ls.tail_back[to] - ls.reserved[to] >= length + s0
+                                    or ls.tail_speed[to] >= 2.0)
                     if c < 0 or not _link_open(
-                            c, dist, v, veh.halt_cont[i], types.length[ty], s0, a, b,
-                            types.max_speed[ty], types.speed_factor[ty], n_normal,
-                            roads.lane_speed, roads.lane_length, roads.conn_foe_ptr,
-                            roads.conn_foe, roads.conn_foe_clear, roads.conn_resp_ptr,
-                            roads.conn_resp, roads.conn_to_lane, ls.conn_state, ls.occ,
-                            ls.min_back, ls.approach, ls.approach_wait, ls.tail_back,
-                            ls.reserved, ls.tail_speed):
-                        gap = dist - STOP_LINE_GAP
-                        acc = min(acc, idm(v, vmax, gap, v, a, b, min(s0, 1.0), T, dl))
+                            c, dist, v, halt, length, a, b, v_type, sf, lane_length[via],
+                            lane_speed[via], conn_wait[c], box_free, foe_ptr, foe, foe_clear,
+                            foe_at, foe_yields, resp_ptr, resp, conn_state, occ, min_back,
+                            occ_go, min_back_go, approach, approach_wait):
+                        vs = min(vs, idm_speed(v, vmax, dist - STOP_LINE_GAP, 0.0, a, b, 0.0,
+                                               T, dl, dt))
                         cap = min(cap, max(dist - 1e-9, 0.0))
                         break
                     cl = n_normal + c
+                    w = conn_wait[c]
+                    if w >= 0.0 and conn_state[c] != MAJOR and not _wait_open(
+                            c, dist + w, v, halt, length, a, v_type, sf, lane_length[via],
+                            lane_speed[via], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+                            resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
+                            approach_wait):
+                        stop = dist + w
                 else:
-                    cl = roads.conn_to_lane[cl - n_normal]
+                    cl = conn_to_lane[cl - n_normal]
                     r += 1
                 first = False
-                vn = min(types.max_speed[ty], roads.lane_speed[cl] * types.speed_factor[ty])
+                vn = min(v_type, lane_speed[cl] * sf)
                 if v > vn:  # slow down in time for a slower lane (turns)
-                    acc = min(acc, -(v * v - vn * vn) / (2.0 * max(dist, 0.5)))
+                    vs = min(vs, v - (v * v - vn * vn) / (2.0 * max(dist, 0.5)) * dt)
+                if stop >= 0.0:
+                    vs = min(vs, idm_speed(v, vmax, stop - STOP_LINE_GAP, 0.0, a, b, 0.0, T,
+                                           dl, dt))
+                    cap = min(cap, max(stop - 1e-9, 0.0))
                 s, e = ls.lane_start[cl], ls.lane_start[cl + 1]
                 if s < e:
                     j = order[s]
                     gap = dist + veh.pos[j] - types.length[veh.vtype[j]]
-                    acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], a, b, s0, T, dl))
+                    vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
                     ej = types.emergency_decel[veh.vtype[j]]
                     cap = min(cap, gap + max(0.0, veh.speed[j] - ej * dt) * dt)
                     break
-                dist += roads.lane_length[cl]
+                if stop >= 0.0:
+                    break
+                dist += lane_length[cl]
         j = veh.coop[i]
         if j >= 0 and veh.alive[j] and veh.pos[j] > p:
             gap = veh.pos[j] - types.length[veh.vtype[j]] - p
             if gap > 0.0:
-                acc = min(acc, idm(v, vmax, gap, v - veh.speed[j], a, b, s0, T, dl))
-        acc = max(acc, -types.emergency_decel[ty])
-        vn = min(max(v + acc * dt, 0.0), vmax if vmax > v else v)
+                vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
+        vn = max(vs, v - types.emergency_decel[ty] * dt)
+        vn = min(max(vn, 0.0), vmax if vmax > v else v)
         if vn * dt > cap:
             vn = max(cap, 0.0) / dt
         veh.speed_next[i] = vn
@@ -346,6 +474,10 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
     teleports and statistics. Returns the number of arrived (or removed) slots written to
     ``arrived_out``."""
     n_normal = roads.n_normal
+    conn_wait, conn_state = roads.conn_wait, ls.conn_state
+    foe_ptr, foe, foe_clear = roads.conn_foe_ptr, roads.conn_foe, roads.conn_foe_clear
+    foe_at, foe_yields = roads.conn_foe_at, roads.conn_foe_yields
+    occ, min_back, occ_go, min_back_go = ls.occ, ls.min_back, ls.occ_go, ls.min_back_go
     t_end = t + dt
     det.present[:] = 0
     stats[:] = 0.0
@@ -363,6 +495,18 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
         p = veh.pos[i]
         newp = p + vn * dt
         arrived = False
+        if lane_i >= n_normal:
+            c = lane_i - n_normal
+            w = conn_wait[c]
+            if w >= 0.0 and p <= w < newp and conn_state[c] != MAJOR:
+                if foes_inside(c, w, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+                               occ, min_back, occ_go, min_back_go):
+                    stats[S_BLOCKED] += 1  # hard stop at the wait point
+                    newp = w
+                    vn = 0.0
+                else:  # it crosses now: it holds up the foes it yielded to
+                    occ_go[c] += 1
+                    min_back_go[c] = min(min_back_go[c], p - length)
         while newp > roads.lane_length[lane_i]:
             ll = roads.lane_length[lane_i]
             if lane_i < n_normal:
@@ -373,24 +517,35 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                     arrived = True
                     break
                 c = veh.next_conn[i]
-                blocked = c < 0 or ls.conn_state[c] == RED or foes_inside(
-                    c, roads.conn_foe_ptr, roads.conn_foe, roads.conn_foe_clear, ls.occ,
-                    ls.min_back)
+                w = conn_wait[c] if c >= 0 and conn_state[c] != MAJOR else -1.0
+                blocked = c < 0 or conn_state[c] == RED or foes_inside(
+                    c, 0.0, w if w >= 0.0 else np.inf, foe_ptr, foe, foe_clear, foe_at,
+                    foe_yields, occ, min_back, occ_go, min_back_go)
                 if blocked:  # hard stop at the line: never enter on red or into a foe
                     stats[S_BLOCKED] += 1
                     newp = ll
                     vn = 0.0
                     break
-                ls.occ[c] += 1
-                ls.min_back[c] = min(ls.min_back[c], newp - ll - length)
+                back = newp - ll - length
+                occ[c] += 1
+                min_back[c] = min(min_back[c], back)
+                occ_go[c] += 1
+                min_back_go[c] = min(min_back_go[c], back)
                 junction_passed[roads.conn_junction[c]] += 1
                 veh.last_conn[i] = c
                 _detect(lane_i, p, ll, length, t_end, det.lane_ptr, det.by_lane, det.pos,
-                            det.counts, det.present, det.last_on)
+                        det.counts, det.present, det.last_on)
                 veh.dist[i] += ll - p
                 newp -= ll
                 p = 0.0
                 lane_i = n_normal + c
+                if w >= 0.0 and newp > w and foes_inside(
+                        c, w, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ,
+                        min_back, occ_go, min_back_go):
+                    stats[S_BLOCKED] += 1  # entered, and stops at the wait point
+                    newp = w
+                    vn = 0.0
+                    break
             else:
                 veh.dist[i] += ll - p
                 newp -= ll
