@@ -105,7 +105,8 @@ class StageMachine:
                 target = self.decide(t, dt, q_app, q_near, n_start, blocked, last_on)
             if target is not None and target != self.stage:
                 ends = any(self.green(a) and not self.green(b)
-                           for a, b in zip(self.stages[self.stage], self.stages[target]))
+                           for a, b in zip(self.stages[self.stage], self.stages[target],
+                                           strict=True))
                 self.nxt = target
                 if ends:
                     self.mode, self.t = "yellow", 0.0
@@ -115,7 +116,8 @@ class StageMachine:
             if req_link >= 0:
                 ps = self.pre[req_link]
                 same = all(not self.green(a) or self.green(b) == self.green(c) for a, b, c in
-                           zip(self.stages[self.stage], self.stages[self.nxt], self.stages[ps]))
+                           zip(self.stages[self.stage], self.stages[self.nxt], self.stages[ps],
+                               strict=True))
                 if ps != self.nxt and same:
                     self.nxt = ps
             if self.mode == "yellow" and self.t >= self.yellow - 1e-9:
@@ -135,7 +137,7 @@ class StageMachine:
 
     def shown(self):
         out = []
-        for a, b in zip(self.stages[self.stage], self.stages[self.nxt]):
+        for a, b in zip(self.stages[self.stage], self.stages[self.nxt], strict=True):
             if self.mode == "green" or (self.green(a) and self.green(b)):
                 out.append(a)
             elif self.green(a) and self.mode == "yellow":

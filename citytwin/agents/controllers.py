@@ -137,7 +137,7 @@ class Sotl(Controller):
     """Self-organising traffic lights (SOTL-platoon, Cools et al. 2008)."""
 
     min_green: float = 5.0
-    theta: float = 40.0
+    theta: float = 100.0
     mu: float = 3.0
     name: ClassVar[str] = "sotl"
     strategy: ClassVar[int] = kc.SOTL

@@ -221,14 +221,20 @@ def green_wave_plans(control: ControlFleet, flows: list[np.ndarray], timing: Tim
 
 
 def busiest_route(trips: RoutedTrips, net: Network) -> list[str]:
-    """The route most trips drive (ties: the longer one), as edge ids."""
+    """The route most trips drive among those through at least two signalised junctions
+    (ties: the longer one), as edge ids."""
+    signalised = np.zeros(net.n_junctions, bool)
+    signalised[net.conn_junction[net.conn_tls >= 0]] = True
     count: Counter[tuple[int, ...]] = Counter()
     for tr in range(trips.depart.size):
         n = int(trips.route_len[tr])
-        if n >= 2:
+        if n >= 3:
             s = int(trips.route_start[tr])
-            count[tuple(trips.route_edges[s:s + n].tolist())] += 1
+            route = trips.route_edges[s:s + n]
+            if signalised[net.edge_to[route[:-1]]].sum() >= 2:
+                count[tuple(route.tolist())] += 1
     if not count:
-        raise ScenarioError("no routed trip to find an arterial from")
+        raise ScenarioError("no routed trip passes two signalised junctions; set "
+                            "green_wave.arterial")
     best = max(count.items(), key=lambda kv: (kv[1], len(kv[0])))[0]
     return [net.edge_ids[e] for e in best]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import tomllib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -146,7 +147,8 @@ def _run_one(task: tuple[str, str, dict[str, Any], int, float | None]) -> dict[s
         "emergency_red_signals": math.nan, "emergency_delay_s": math.nan,
     }
     extra: dict[str, Any] = {"teleports": k["teleports"],
-                             "vehicles_arrived": k["vehicles_arrived"]}
+                             "vehicles_arrived": k["vehicles_arrived"],
+                             "vehicles_demand": k["vehicles_demand"]}
     em = scenario.emergency_outputs(city, seed, duration).get("emergency")
     if em is not None and em.num_rows:
         d = em.to_pydict()
@@ -186,7 +188,9 @@ def run_comparison(scenario_path: str, policies: Sequence[PolicyRun], seeds: Seq
             if progress:
                 progress(len(results), len(tasks))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # spawn: a fresh interpreter per worker (forking a process with threads can deadlock)
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
             for r in pool.map(_run_one, tasks):
                 results.append(r)
                 if progress:

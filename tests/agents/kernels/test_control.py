@@ -62,8 +62,8 @@ def test_stage_machine_matches_reference(strategy, net_name):
           if strategy == "fixed" else None}.get("fixed") or {}
     base = [int(a.stage_base[s]) - s0 for s in range(s0, s1)]
     ref = naive.StageMachine(
-        stages, base, {link: s for link, s in pre.items()}, serves, links, net.conn_to_lane.tolist(),
-        dets, strategy=strategy, yellow=3.0, all_red=2.0, min_green=float(a.min_green[k]),
+        stages, base, pre, serves, links, net.conn_to_lane.tolist(), dets,
+        strategy=strategy, yellow=3.0, all_red=2.0, min_green=float(a.min_green[k]),
         max_green=float(a.max_green[k]), max_gap=float(a.max_gap[k]),
         theta=float(a.theta[k]), mu=float(a.mu[k]), max_hold=40.0, **kw)
     ref.stage = ref.nxt = int(a.stage[k]) - s0
