@@ -314,11 +314,9 @@ class ControlFleet:
         return bool(self.arrays.mode[k] != kc.NOT_STAGED)
 
     def restart(self, k: int) -> None:
-        """After an outside controller let go: all red is over, the first stage comes."""
-        a = self.arrays
-        s0 = int(a.stage_ptr[k])
-        a.stage[k], a.nxt[k] = s0, s0
-        a.mode[k], a.t_mode[k] = kc.CLEARING_RED, float(a.all_red[k])
+        """After an outside controller let go (it cleared the junction first, as the HIL
+        bridge does): the first stage's green starts now."""
+        _start_green(self, k)
 
     def shown(self, k: int) -> str:
         """The letters controller ``k``'s stage machine shows now."""

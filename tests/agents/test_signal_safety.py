@@ -120,3 +120,24 @@ def test_without_preemption_ambulances_meet_red_signals():
     city.run_for(800)
     k = city.kpis()
     assert k["preemptions"] == 0 and k["emergency_red_signals"] > 0
+
+
+def test_a_device_can_take_and_return_a_staged_junction():
+    """The HIL bridge's hold/release on a junction that runs a strategy: while held, the
+    stage machine leaves it alone; released (after the device's clearance), it starts again at
+    its first stage."""
+    net = grid_network(2, 2, lanes=2, edge_length=150.0)
+    city = _city(net, SignalPolicy(policy="max-pressure"), 1500.0, 5, 0)
+    city.run_for(30)
+    k = 0
+    n = city.signals.n_links(k)
+    city.signals.hold(k, "r" * n)
+    for _ in range(20):
+        city.step()
+        assert city.signals.state_of(k) == "r" * n
+        assert set(city.lanes.conn_state[net.conn_tls == k].tolist()) == {0}
+    city.signals.release(k)
+    city.step()
+    assert city.signals.state_of(k) == city.control.stage_states(k)[0]
+    assert city.control.arrays.t_mode[k] == 1.0
+    run_monitored(city, 200)
