@@ -63,7 +63,7 @@ class StageMachine:
     def __init__(self, stages, base, pre, serves, link_conns, conn_to_lane, stage_dets, *,
                  strategy,
                  yellow, all_red, min_green, max_green=60.0, max_gap=3.0, theta=40.0, mu=3.0,
-                 plan=None, max_hold=120.0):
+                 plan=None, max_hold=120.0, headway=0.0):
         self.stages, self.pre, self.serves = stages, pre, serves  # pre: link -> stage index
         self.link_conns, self.to_lane, self.dets = link_conns, conn_to_lane, stage_dets
         self.base = base  # per stage: the regular stage it derives from (itself if regular)
@@ -71,6 +71,7 @@ class StageMachine:
         self.strategy, self.yellow, self.all_red = strategy, yellow, all_red
         self.min_green, self.max_green, self.max_gap = min_green, max_green, max_gap
         self.theta, self.mu, self.plan, self.max_hold = theta, mu, plan, max_hold
+        self.headway, self.hold, self.q_app = headway, 0.0, None
         self.kappa = [0.0] * len(stages)
         self.mode, self.stage, self.nxt, self.t = "green", 0, 0, 0.0
         self.prev_ev, self.since = -1, 0.0
@@ -91,6 +92,7 @@ class StageMachine:
 
     def step(self, t, dt, req_link, req_ev, q_app, q_near, n_start, blocked, last_on):
         """One tick; ``req_link``: the requested link or -1. Returns the letters shown."""
+        self.q_app = q_app
         if req_ev >= 0 and req_ev != self.prev_ev:
             self.since = t
         self.prev_ev = req_ev
@@ -134,6 +136,10 @@ class StageMachine:
         self.stage = self.nxt = s
         self.mode, self.t = "green", 0.0
         self.kappa[self.base[s]] = 0.0
+        if self.strategy == "max-pressure":  # the queue waiting now may leave first
+            queues = [self.q_app[c] for link, letter in enumerate(self.stages[s])
+                      if self.green(letter) for c in self.link_conns[link]]
+            self.hold = min(self.headway * max(queues, default=0), self.max_green)
 
     def shown(self):
         out = []
@@ -197,6 +203,8 @@ class StageMachine:
         if self.strategy == "max-pressure":
             if g >= self.max_green - 1e-9:
                 return self.next_with_call(q_app)
+            if g < self.hold - 1e-9:
+                return None
             best, best_p = None, self.pressure(self.stage, q_app, n_start)
             for x in range(self.n_reg):
                 if x != self.stage and self.pressure(x, q_app, n_start) > best_p + 1e-9:

@@ -117,18 +117,20 @@ class Actuated(Controller):
 
 @dataclass(frozen=True)
 class MaxPressure(Controller):
-    """Max-pressure control (Varaiya): after ``min_green``, the stage of highest pressure;
-    ``max_green`` bounds a green when others are waiting."""
+    """Max-pressure control (Varaiya): after ``min_green``, and once the queue that waited at
+    the start of the green had ``headway`` seconds per vehicle to leave, the stage of highest
+    pressure; ``max_green`` bounds a green when others are waiting."""
 
     min_green: float = 10.0
     max_green: float = 90.0
+    headway: float = 2.0
     name: ClassVar[str] = "max-pressure"
     strategy: ClassVar[int] = kc.MAX_PRESSURE
 
     def install(self, fleet: ControlFleet, k: int) -> None:
         a = fleet.arrays
         a.min_green[k] = max(self.min_green, a.min_green[k])
-        a.max_green[k] = self.max_green
+        a.max_green[k], a.headway[k], a.hold[k] = self.max_green, self.headway, 0.0
         _start_green(fleet, k)
 
 
@@ -255,7 +257,8 @@ class ControlFleet:
             ext_lo=np.asarray(state_rows, np.int64).reshape(n_tls),
             yellow=np.full(n_tls, 3.0), all_red=np.full(n_tls, 2.0),
             min_green=np.full(n_tls, 5.0), max_green=np.full(n_tls, 60.0),
-            max_gap=np.full(n_tls, 3.0), theta=np.zeros(n_tls), mu=np.zeros(n_tls),
+            max_gap=np.full(n_tls, 3.0), headway=np.zeros(n_tls), hold=np.zeros(n_tls),
+            theta=np.zeros(n_tls), mu=np.zeros(n_tls),
             cycle=np.ones(n_tls), offset=np.zeros(n_tls), max_hold=np.full(n_tls, 120.0),
             switches=np.zeros(n_tls, np.int64), preemptions=np.zeros(n_tls, np.int64),
             pre_link=np.full(n_tls, -1, i4), pre_eta=np.full(n_tls, np.inf),
@@ -335,15 +338,19 @@ class ControlFleet:
         return "".join(out)
 
     def _watch(self) -> None:
-        """Lane-area detection on the lanes of staged controllers only."""
+        """Lane-area detection on the lanes of staged controllers only: ``detection_range``
+        before stop lines and after exit-lane starts, or the whole lane for max-pressure
+        (Varaiya's pressure is over the queues of whole links)."""
         a, net = self.arrays, self.network
         rng, _, _ = self._ranges
         staged = np.flatnonzero(a.mode != kc.NOT_STAGED)
         conns = np.flatnonzero(np.isin(net.conn_tls, staged)).astype(np.int32)
         a.in_range[:] = 0.0
         a.out_range[:] = 0.0
-        a.in_range[net.conn_from_lane[conns]] = rng
-        a.out_range[net.conn_to_lane[conns]] = rng
+        whole = a.strategy[net.conn_tls[conns]] == kc.MAX_PRESSURE
+        for lanes, out in ((net.conn_from_lane[conns], a.in_range),
+                           (net.conn_to_lane[conns], a.out_range)):
+            out[lanes] = np.where(whole, net.lane_length[lanes] + 1.0, rng)
         lanes = np.unique(net.conn_to_lane[conns]).astype(np.int32)
         self.arrays = a._replace(watch_conns=conns, watch_lanes=lanes)
         self.arrays.params[0] = float(staged.size)

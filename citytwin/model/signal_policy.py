@@ -45,6 +45,7 @@ class ActuatedParams:
 class MaxPressureParams:
     min_green: float = 10.0
     max_green: float = 90.0
+    headway: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,6 @@ def controllers_for(policy: SignalPolicy, control: ControlFleet, trips: RoutedTr
         return [Actuated(a.min_green, a.max_green, a.max_gap)] * n, [{} for _ in range(n)]
     if policy.policy == "max-pressure":
         m = policy.max_pressure
-        return [MaxPressure(m.min_green, m.max_green)] * n, [{} for _ in range(n)]
+        return [MaxPressure(m.min_green, m.max_green, m.headway)] * n, [{} for _ in range(n)]
     s = policy.sotl
     return [Sotl(s.min_green, s.theta, s.mu)] * n, [{} for _ in range(n)]

@@ -58,6 +58,7 @@ class MaxPressureSpec(_Table):
 
     min_green: float = Field(default=_M.min_green, gt=0)
     max_green: float = Field(default=_M.max_green, gt=0)
+    headway: float = Field(default=_M.headway, ge=0)
 
     @model_validator(mode="after")
     def _greens(self) -> Self:

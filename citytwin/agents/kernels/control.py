@@ -13,9 +13,11 @@ only after ``min_green`` seconds of green. The strategy decides when and where t
 * ``ACTUATED``: ends a green once its detectors saw no vehicle for ``max_gap`` seconds (or at
   ``max_green``), and goes to the next stage with a call; with no call anywhere it rests in
   green.
-* ``MAX_PRESSURE``: once ``min_green`` is over, goes to the stage with the highest pressure
-  (sum over its green links of approaching vehicles minus vehicles at the start of the exit
-  lane), if higher than the current stage's; at ``max_green`` to the best stage with a call.
+* ``MAX_PRESSURE``: once ``min_green`` is over and the queue that waited when the green began
+  has had time to leave (``headway`` seconds per vehicle of its longest lane queue, at most
+  ``max_green``), goes to the stage with the highest pressure (sum over its green links of
+  approaching vehicles minus vehicles at the start of the exit lane), if higher than the
+  current stage's; at ``max_green`` to the next stage with a call.
 * ``SOTL``: self-organising (Gershenson; Cools et al. 2008): a counter per stage adds the
   vehicles approaching its red links every tick; after ``min_green`` the stage with the
   largest counter gets the green when the counter passes ``theta`` (unless 1..``mu`` vehicles
@@ -67,6 +69,8 @@ class ControlArrays(NamedTuple):
     min_green: np.ndarray     # f8
     max_green: np.ndarray     # f8
     max_gap: np.ndarray       # f8 actuated gap-out
+    headway: np.ndarray       # f8 max-pressure: discharge time per queued vehicle, s
+    hold: np.ndarray          # f8 max-pressure: green time the current stage keeps
     theta: np.ndarray         # f8 SOTL threshold, vehicle-seconds
     mu: np.ndarray            # f8 SOTL platoon size
     cycle: np.ndarray         # f8 fixed plan
@@ -337,6 +341,15 @@ def _enter(k, s, ctl):
     ctl.t_mode[k] = 0.0
     ctl.switches[k] += 1
     ctl.kappa[ctl.stage_base[s]] = 0.0
+    if ctl.strategy[k] == MAX_PRESSURE:  # let the waiting queue leave before deciding again
+        longest = 0
+        lo = ctl.codes_ptr[s]
+        for q in range(ctl.codes_ptr[s + 1] - lo):
+            if _green(ctl.stage_codes[lo + q]):
+                gl = ctl.link_ptr[k] + q
+                for z in range(ctl.lconn_ptr[gl], ctl.lconn_ptr[gl + 1]):
+                    longest = max(longest, ctl.q_app[ctl.lconn[z]])
+        ctl.hold[k] = min(ctl.headway[k] * longest, ctl.max_green[k])
 
 
 @njit
@@ -461,6 +474,8 @@ def _pressure(ctl, k, s, roads):
 def _max_pressure(k, cur, g, ctl, roads):
     if g >= ctl.max_green[k] - _EPS:
         return _next_with_call(k, cur, ctl)
+    if g < ctl.hold[k] - _EPS:
+        return -1
     s0, n = ctl.stage_ptr[k], ctl.n_regular[k]
     p_cur = _pressure(ctl, k, cur, roads)
     best, best_p = -1, p_cur

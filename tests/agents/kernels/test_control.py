@@ -24,7 +24,7 @@ from tests.agents.test_conflict_monitor import DATA
 CONTROLLERS = {
     "fixed": FixedTime(Plan(41.0, 7.0, (18.0, 13.0))),
     "actuated": Actuated(min_green=6.0, max_green=25.0, max_gap=2.0),
-    "max-pressure": MaxPressure(min_green=6.0, max_green=30.0),
+    "max-pressure": MaxPressure(min_green=6.0, max_green=30.0, headway=2.5),
     "sotl": Sotl(min_green=6.0, theta=30.0, mu=2.0),
 }
 
@@ -65,7 +65,8 @@ def test_stage_machine_matches_reference(strategy, net_name):
         stages, base, pre, serves, links, net.conn_to_lane.tolist(), dets,
         strategy=strategy, yellow=3.0, all_red=2.0, min_green=float(a.min_green[k]),
         max_green=float(a.max_green[k]), max_gap=float(a.max_gap[k]),
-        theta=float(a.theta[k]), mu=float(a.mu[k]), max_hold=40.0, **kw)
+        theta=float(a.theta[k]), mu=float(a.mu[k]), max_hold=40.0,
+        headway=float(a.headway[k]), **kw)
     ref.stage = ref.nxt = int(a.stage[k]) - s0
     ref.mode = {kc.GREEN: "green", kc.CLEARING_YELLOW: "yellow", kc.CLEARING_RED: "red"}[
         int(a.mode[k])]
