@@ -7,7 +7,7 @@ by policy and seed, so the output does not depend on which worker finished first
 Per policy and metric, ``comparison.json`` holds the per-seed values, their mean with a 95 %
 confidence interval across seeds (Student's t), and the relative change against the first
 policy: the mean of the paired per-seed relative differences ``x_p,s / x_first,s - 1`` with
-its own t interval. A scenario with emergency vehicles also runs, per policy and seed, the
+its own t interval (null when the first policy's value is 0 or missing for some seed). A scenario with emergency vehicles also runs, per policy and seed, the
 same run without pre-emption (for the cross-traffic delay; see
 :mod:`citytwin.model.emergency`).
 
@@ -209,11 +209,15 @@ def run_comparison(scenario_path: str, policies: Sequence[PolicyRun], seeds: Seq
             if p.label != base:
                 with np.errstate(divide="ignore", invalid="ignore"):
                     rel = vals / ref - 1.0
-                m["change_vs_first"] = interval(rel[np.isfinite(rel)])
+                # undefined where the first policy's value is 0 or missing for a seed
+                m["change_vs_first"] = (interval(rel) if np.isfinite(rel).all() else
+                                        {"mean": None, "ci95": None, "n": 0})
             entry[key] = m
         extras = sorted({x for r in rows for x in r["extra"]})
-        entry["other"] = {x: interval(np.array([r["extra"].get(x, math.nan) for r in rows],
-                                               np.float64)) for x in extras}
+        entry["other"] = {}
+        for x in extras:
+            vals = np.array([r["extra"].get(x, math.nan) for r in rows], np.float64)
+            entry["other"][x] = {**interval(vals), "per_seed": vals.tolist()}
         out[p.label] = entry
     return {"seeds": list(seeds), "policies": [p.label for p in policies],
             "first_policy": base, "results": out, "runs": results}

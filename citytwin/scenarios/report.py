@@ -112,11 +112,15 @@ def _scale(ci: list[float] | None, f: float) -> list[float] | None:
     return None if ci is None else [f * ci[0], f * ci[1]]
 
 
+def _num(x: float) -> str:
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def _fmt(mean: float | None, ci: list[float] | None, unit: str = "") -> str:
     if mean is None:
         return "n/a"
     if ci is None:
-        return f"{mean:+.1f}{unit}" if unit else f"{mean:.3g}"
+        return f"{mean:+.1f}{unit}" if unit else _num(mean)
     if unit:
         return f"{mean:+.1f}{unit} [{ci[0]:+.1f}, {ci[1]:+.1f}]"
-    return f"{mean:.3g} [{ci[0]:.3g}, {ci[1]:.3g}]"
+    return f"{_num(mean)} [{_num(ci[0])}, {_num(ci[1])}]"
