@@ -7,9 +7,9 @@ by policy and seed, so the output does not depend on which worker finished first
 Per policy and metric, ``comparison.json`` holds the per-seed values, their mean with a 95 %
 confidence interval across seeds (Student's t), and the relative change against the first
 policy: the mean of the paired per-seed relative differences ``x_p,s / x_first,s - 1`` with
-its own t interval (null when the first policy's value is 0 or missing for some seed). A scenario with emergency vehicles also runs, per policy and seed, the
-same run without pre-emption (for the cross-traffic delay; see
-:mod:`citytwin.model.emergency`).
+its own t interval (null when the first policy's value is 0 or missing for some seed). A
+scenario with emergency vehicles also runs, per policy and seed, the same run without
+pre-emption (for the cross-traffic delay; see :mod:`citytwin.model.emergency`).
 
 Policies are written ``name[:key=value[:key=value...]]``: ``max-pressure:min_green=8``. A key
 sets the policy's own table (``[signals.max_pressure]``) when that table has it, else the
