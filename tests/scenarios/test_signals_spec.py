@@ -59,3 +59,12 @@ def test_run_writes_emergency_trips_with_counterfactual(write_toml, tmp_path):
         assert dur == pytest.approx(free + delay)
     assert all(n >= 1 for n in t["preempted"])
     assert all(c is not None for c in t["cross_delay_s"]) and sum(t["cross_trips"]) > 0
+
+
+def test_same_seed_same_bytes_under_a_strategy_with_preemption(write_toml, tmp_path):
+    path = write_toml(SCENARIO.replace('policy = "fixed"', 'policy = "sotl"'))
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    for name in ("trips.parquet", "junctions.parquet", "emergency.parquet"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
