@@ -169,8 +169,39 @@ def _add_firmware_emulator(sub: argparse._SubParsersAction,
     p.set_defaults(handler=run_emulator)
 
 
+def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("compare", parents=[common], help="compare signal policies over seeds",
+                       description="Run every signal policy on the same demand and seeds and "
+                       "write comparison.json and report.md with PNG plots into DIR.")
+    p.add_argument("scenario", metavar="SCENARIO",
+                   help="a built-in scenario name (see 'citytwin list') or a .toml file")
+    p.add_argument("--policies", required=True, metavar="P[,P...]",
+                   help="policies, the first is the reference: fixed, actuated, "
+                   "max-pressure, sotl, green-wave, program; parameters as "
+                   "name:key=value (e.g. max-pressure:min_green=8)")
+    p.add_argument("--seeds", type=_positive_int, required=True, metavar="N",
+                   help="number of seeds (the scenario's seed and the N-1 after it)")
+    p.add_argument("--first-seed", type=_non_negative_int, default=None, metavar="S",
+                   help="first seed (default: the scenario's)")
+    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+                   help="run exactly S sim seconds (default: the scenario's)")
+    p.add_argument("--workers", type=_positive_int, default=2, metavar="W",
+                   help="worker processes (default 2; 1 runs in this process)")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="print only where the outputs went")
+    p.set_defaults(handler=_cmd_compare)
+
+
 _COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
-    _add_run, _add_list, _add_replay, _add_device, _add_bridge, _add_firmware_emulator]
+    _add_run, _add_list, _add_replay, _add_compare, _add_device, _add_bridge,
+    _add_firmware_emulator]
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -226,10 +257,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             kpis = {**city.kpis(), "hil": bridge.kpis()}
         else:
             scenario.run(city, duration=args.duration, callback=progress.update)
+    tables = scenario.emergency_outputs(city, seed, args.duration)
     path = write_run(city, out, scenario_name=scenario.name, scenario_path=scenario.path,
                      scenario_sha256=scenario.sha256, seed=seed, started=started,
                      extra={"duration_requested_s": duration,
-                            "max_duration_s": scenario.spec.max_duration}, kpis=kpis)
+                            "max_duration_s": scenario.spec.max_duration}, kpis=kpis,
+                     tables=tables)
     if not args.quiet:
         _print_kpis(kpis or city.kpis(), sys.stdout)
     print(f"outputs written to {path}")
@@ -263,6 +296,55 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_kpis(kpis, sys.stdout)
     print(f"outputs written to {path}")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from citytwin.scenarios import load_scenario
+    from citytwin.scenarios.compare import (
+        METRICS,
+        parse_policies,
+        run_comparison,
+        write_comparison,
+    )
+    from citytwin.scenarios.report import write_report
+
+    scenario = load_scenario(args.scenario)
+    policies = parse_policies(args.policies)
+    for p in policies:  # every policy's parameters are checked before anything runs
+        scenario.with_signals(p.table, f"--policies {p.label}")
+    first = scenario.seed if args.first_seed is None else args.first_seed
+    seeds = list(range(first, first + args.seeds))
+
+    def progress(done: int, total: int) -> None:
+        if not args.quiet and sys.stderr.isatty():
+            print(f"\rruns {done}/{total}", end="", file=sys.stderr, flush=True)
+
+    result = run_comparison(str(scenario.path), policies, seeds, duration=args.duration,
+                            workers=args.workers, progress=progress)
+    write_comparison(result, args.out, scenario.name, scenario.sha256)
+    command = "citytwin compare " + " ".join(
+        [args.scenario, "--policies", args.policies, "--seeds", str(args.seeds)]
+        + (["--first-seed", str(args.first_seed)] if args.first_seed is not None else [])
+        + (["--duration", f"{args.duration:g}"] if args.duration is not None else [])
+        + ["--out", str(args.out)])
+    write_report(result, args.out, scenario.name, command)
+    if not args.quiet:
+        if sys.stderr.isatty():
+            print(file=sys.stderr)
+        for key, unit, _ in METRICS:
+            row = []
+            for p in result["policies"]:
+                m = result["results"][p][key]
+                if m["mean"] is None:
+                    row.append("n/a")
+                    continue
+                ch = m.get("change_vs_first")
+                tail = (f" ({100 * ch['mean']:+.1f} %)" if ch and ch["mean"] is not None
+                        else "")
+                row.append(f"{m['mean']:.4g}{tail}")
+            print(f"{key + ' (' + unit + ')':<34}" + "  ".join(f"{c:>22}" for c in row))
+    print(f"outputs written to {args.out}")
     return 0
 
 

@@ -54,3 +54,173 @@ def signal_states(program, t_end, dt=1.0):
                 break
             acc += d
     return out
+
+
+class StageMachine:
+    """A signal controller's stages, transitions and strategies, written out plainly (the
+    reference of ``kernels.control``). Stages are lists of letters ``G g r``."""
+
+    def __init__(self, stages, base, pre, serves, link_conns, conn_to_lane, stage_dets, *,
+                 strategy,
+                 yellow, all_red, min_green, max_green=60.0, max_gap=3.0, theta=40.0, mu=3.0,
+                 plan=None, max_hold=120.0, headway=0.0):
+        self.stages, self.pre, self.serves = stages, pre, serves  # pre: link -> stage index
+        self.link_conns, self.to_lane, self.dets = link_conns, conn_to_lane, stage_dets
+        self.base = base  # per stage: the regular stage it derives from (itself if regular)
+        self.n_reg = sum(1 for s, b in enumerate(base) if s == b)
+        self.strategy, self.yellow, self.all_red = strategy, yellow, all_red
+        self.min_green, self.max_green, self.max_gap = min_green, max_green, max_gap
+        self.theta, self.mu, self.plan, self.max_hold = theta, mu, plan, max_hold
+        self.headway, self.hold, self.q_app = headway, 0.0, None
+        self.kappa = [0.0] * len(stages)
+        self.mode, self.stage, self.nxt, self.t = "green", 0, 0, 0.0
+        self.prev_ev, self.since = -1, 0.0
+
+    @staticmethod
+    def green(letter):
+        return letter in "Gg"
+
+    def sum_over(self, s, values, only_new_vs=None):
+        total = 0
+        for link, letter in enumerate(self.stages[s]):
+            if not self.green(letter):
+                continue
+            if only_new_vs is not None and self.green(self.stages[only_new_vs][link]):
+                continue
+            total += sum(values[c] for c in self.link_conns[link])
+        return total
+
+    def step(self, t, dt, req_link, req_ev, q_app, q_near, n_start, blocked, last_on):
+        """One tick; ``req_link``: the requested link or -1. Returns the letters shown."""
+        self.q_app = q_app
+        if req_ev >= 0 and req_ev != self.prev_ev:
+            self.since = t
+        self.prev_ev = req_ev
+        if req_link >= 0 and t - self.since > self.max_hold + 1e-9:
+            req_link = -1
+        if self.mode == "green":
+            target = None
+            if req_link >= 0:
+                if not self.serves[self.stage][req_link] and self.t >= self.min_green - 1e-9:
+                    target = self.pre[req_link]
+            else:
+                target = self.decide(t, dt, q_app, q_near, n_start, blocked, last_on)
+            if target is not None and target != self.stage:
+                ends = any(self.green(a) and not self.green(b)
+                           for a, b in zip(self.stages[self.stage], self.stages[target],
+                                           strict=True))
+                self.nxt = target
+                if ends:
+                    self.mode, self.t = "yellow", 0.0
+                else:
+                    self.enter(target)
+        else:
+            if req_link >= 0:
+                ps = self.pre[req_link]
+                same = all(not self.green(a) or self.green(b) == self.green(c) for a, b, c in
+                           zip(self.stages[self.stage], self.stages[self.nxt], self.stages[ps],
+                               strict=True))
+                if ps != self.nxt and same:
+                    self.nxt = ps
+            if self.mode == "yellow" and self.t >= self.yellow - 1e-9:
+                if self.all_red > 1e-9:
+                    self.mode, self.t = "red", 0.0
+                else:
+                    self.enter(self.nxt)
+            elif self.mode == "red" and self.t >= self.all_red - 1e-9:
+                self.enter(self.nxt)
+        self.t += dt
+        return self.shown()
+
+    def enter(self, s):
+        self.stage = self.nxt = s
+        self.mode, self.t = "green", 0.0
+        self.kappa[self.base[s]] = 0.0
+        if self.strategy == "max-pressure":  # the queue waiting now may leave first
+            queues = [self.q_app[c] for link, letter in enumerate(self.stages[s])
+                      if self.green(letter) for c in self.link_conns[link]]
+            self.hold = min(self.headway * max(queues, default=0), self.max_green)
+
+    def shown(self):
+        out = []
+        for a, b in zip(self.stages[self.stage], self.stages[self.nxt], strict=True):
+            if self.mode == "green" or (self.green(a) and self.green(b)):
+                out.append(a)
+            elif self.green(a) and self.mode == "yellow":
+                out.append("y")
+            else:
+                out.append("r")
+        return "".join(out)
+
+    def next_with_call(self, q_app):
+        b = self.base[self.stage]
+        for j in range(1, self.n_reg + 1):
+            x = (b + j) % self.n_reg
+            if x != self.stage and self.sum_over(x, q_app, self.stage) > 0:
+                return x
+        return None
+
+    def pressure(self, s, q_app, n_start):
+        p = 0.0
+        for link, letter in enumerate(self.stages[s]):
+            if self.green(letter):
+                for c in self.link_conns[link]:
+                    p += q_app[c] - n_start[self.to_lane[c]]
+        return p
+
+    def decide(self, t, dt, q_app, q_near, n_start, blocked, last_on):
+        g = self.t
+        if self.strategy == "fixed":
+            cycle, offset, greens = self.plan
+            tau = (t - offset) % cycle
+            start, target = 0.0, None
+            inter = self.yellow + self.all_red
+            last = 0
+            for x, gr in enumerate(greens):
+                if start <= tau + 1e-9:
+                    last = x
+                    if tau < start + gr - 1e-9:
+                        target = x
+                        break
+                start += gr + inter
+            if target is None:
+                target = (last + 1) % len(greens)
+            return target if target != self.stage and g >= self.min_green - 1e-9 else None
+        if self.strategy == "sotl":
+            for x in range(self.n_reg):
+                if x == self.base[self.stage]:
+                    self.kappa[x] = 0.0
+                else:
+                    self.kappa[x] += dt * self.sum_over(x, q_app, self.stage)
+        if g < self.min_green - 1e-9:
+            return None
+        if self.strategy == "actuated":
+            gapped = all(t - last_on[d] > self.max_gap + 1e-9
+                         for d in self.dets[self.base[self.stage]])
+            if not gapped and g < self.max_green - 1e-9:
+                return None
+            return self.next_with_call(q_app)
+        if self.strategy == "max-pressure":
+            if g >= self.max_green - 1e-9:
+                return self.next_with_call(q_app)
+            if g < self.hold - 1e-9:
+                return None
+            best, best_p = None, self.pressure(self.stage, q_app, n_start)
+            for x in range(self.n_reg):
+                if x != self.stage and self.pressure(x, q_app, n_start) > best_p + 1e-9:
+                    best, best_p = x, self.pressure(x, q_app, n_start)
+            return best
+        others = [x for x in range(self.n_reg) if x != self.base[self.stage]]
+        best = max(others, key=lambda x: (self.kappa[x], -x), default=None)
+        if best is None or self.kappa[best] <= 0:
+            return None
+        for link, letter in enumerate(self.stages[self.stage]):
+            if self.green(letter) and any(blocked[self.to_lane[c]]
+                                          for c in self.link_conns[link]):
+                return best
+        if self.sum_over(self.stage, q_app) == 0:
+            return best
+        if self.kappa[best] >= self.theta - 1e-9:
+            near = self.sum_over(self.stage, q_near)
+            return None if 0 < near <= self.mu + 1e-9 else best
+        return None

@@ -4,6 +4,10 @@
 Programs follow SUMO ``<tlLogic>``: phases of link-state strings. Static programs are
 fixed-time; actuated ones extend their green phases while their detectors see traffic, between
 the phases' min and max durations (gap-out). Offsets shift where a program starts.
+
+A junction can instead run a pluggable strategy (``agent.controller``, see
+:mod:`citytwin.agents.controllers`): its stage machine writes what it shows into the
+junction's outside-controlled row, which a device over the HIL bridge can also take.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from collections.abc import Sequence
 import mesa
 import numpy as np
 
+from citytwin.agents.controllers import ControlFleet, Controller, Timing
 from citytwin.agents.kernels.signals import ACTUATED, HOLD, STATIC, signals_step
 from citytwin.agents.kernels.tick import SignalArrays
 from citytwin.agents.roads import state_codes
@@ -40,9 +45,20 @@ class SignalController(mesa.Agent):
 
     @property
     def kind(self) -> str:
-        """``static``, ``actuated`` or ``hold`` (the phase is set from outside)."""
+        """``static``, ``actuated`` or ``hold`` (the phase is set from outside: a device or
+        a strategy's stage machine)."""
         return {STATIC: "static", ACTUATED: "actuated", HOLD: "hold"}[
             int(self._fleet.kind[self.index])]
+
+    @property
+    def controller(self) -> Controller | None:
+        """The strategy this junction runs (None: its network program)."""
+        control = self._fleet.control
+        return None if control is None else control.controllers[self.index]
+
+    @controller.setter
+    def controller(self, controller: Controller | None) -> None:
+        self._fleet.set_controller(self.index, controller)
 
     @property
     def time_in_phase(self) -> float:
@@ -87,11 +103,14 @@ class SignalFleet:
         self.ph_det_ptr = np.zeros(len(phases) + 1, np.int32)
         self.ph_det_ptr[1:] = np.cumsum([len(d) for d in dets]) if dets else []
         self.ph_det = np.array([x for d in dets for x in d], np.int32)
-        self.kind = np.array([ACTUATED if p.kind == "actuated" else STATIC for p in programs],
-                             np.int8)
+        self._actuated = [p.kind == "actuated" for p in programs]
+        self.kind = np.array([ACTUATED if a else STATIC for a in self._actuated], np.int8)
         self.plan_kind = self.kind.copy()
         self.external = np.zeros(len(programs), np.bool_)
         self._ext_states = ["r" * n for n in n_links]
+        self.control: ControlFleet | None = None
+        self.timing = Timing()
+        self.max_hold = 120.0
         self.cur = np.zeros(len(programs), np.int32)
         self.elapsed = np.zeros(len(programs), np.float64)
         self.switched = np.zeros(len(programs), np.uint8)
@@ -114,7 +133,32 @@ class SignalFleet:
         """The state string controller ``k`` shows now."""
         if self.external[k]:
             return self._ext_states[k]
+        if self.control is not None and self.control.is_staged(k):
+            return self.control.shown(k)
         return self.states[k][int(self.cur[k])]
+
+    def attach_control(self, control: ControlFleet) -> None:
+        """Let ``control``'s stage machines run the junctions that get a controller."""
+        self.control = control
+
+    def set_controller(self, k: int, controller: Controller | None) -> None:
+        """Run ``controller`` at junction ``k`` from the next tick on (None: its program).
+
+        Raises:
+            ValueError: no control fleet is attached.
+        """
+        if self.control is None:
+            raise ValueError("this signal fleet has no control fleet attached")
+        self.control.set_controller(k, controller, self.timing, self.max_hold)
+        if self.external[k]:
+            return  # a device rules it; the new plan starts when it lets go
+        if controller is None:
+            self.kind[k] = self.plan_kind[k] = (ACTUATED if self._actuated[k] else STATIC)
+            self.cur[k], self.elapsed[k] = 0, 0.0
+        else:
+            self.kind[k] = self.plan_kind[k] = HOLD
+            self.cur[k] = self.ext_row[k] - self.phase_ptr[k]
+            self._write_row(k, self.control.shown(k))
 
     def hold(self, k: int, state: str) -> None:
         """Show ``state`` at controller ``k`` from the next tick on, until :meth:`release`
@@ -127,23 +171,34 @@ class SignalFleet:
         if len(state) != self.n_links(k):
             raise ValueError(f"signal {self.tls_ids[k]!r} has {self.n_links(k)} links, "
                              f"got a state of {len(state)}")
-        row = int(self.ext_row[k])
-        lo = int(self.ph_state_ptr[row])
-        self.state_codes[lo:lo + len(state)] = state_codes(state)
+        self._write_row(k, state)
         self._ext_states[k] = state
         if not self.external[k]:
             self.external[k] = True
             self.kind[k] = HOLD
-            self.cur[k] = row - self.phase_ptr[k]
+            self.cur[k] = self.ext_row[k] - self.phase_ptr[k]
             self.elapsed[k] = 0.0
 
+    def _write_row(self, k: int, state: str) -> None:
+        lo = int(self.ph_state_ptr[int(self.ext_row[k])])
+        self.state_codes[lo:lo + len(state)] = state_codes(state)
+
+    def state_row(self, k: int) -> int:
+        """Offset of controller ``k``'s outside-controlled row in :attr:`state_codes`."""
+        return int(self.ph_state_ptr[int(self.ext_row[k])])
+
     def release(self, k: int) -> None:
-        """Give controller ``k`` back to its own program, which starts again at phase 0."""
+        """Give controller ``k`` back to its own program, which starts again at phase 0 (a
+        strategy: at its first stage, the clearance being over)."""
         if self.external[k]:
             self.external[k] = False
             self.kind[k] = self.plan_kind[k]
-            self.cur[k] = 0
             self.elapsed[k] = 0.0
+            if self.control is not None and self.control.is_staged(k):
+                self.control.restart(k)
+                self._write_row(k, self.control.shown(k))
+            else:
+                self.cur[k] = 0
 
     def step(self, t: float, dt: float, max_gap: float, det_last_on: np.ndarray,
              conn_tls: np.ndarray, conn_link: np.ndarray, conn_static: np.ndarray,
@@ -160,4 +215,5 @@ class SignalFleet:
         """The arrays the tick kernel takes (views of this fleet's state)."""
         return SignalArrays(self.cur, self.elapsed, self.kind, self.phase_ptr, self.ph_dur,
                             self.ph_min, self.ph_max, self.ph_green, self.ph_state_ptr,
-                            self.state_codes, self.ph_det_ptr, self.ph_det, self.switched)
+                            self.state_codes, self.ph_det_ptr, self.ph_det, self.switched,
+                            self.external)

@@ -22,6 +22,7 @@ import mesa
 import numpy as np
 import pyarrow as pa
 
+from citytwin.agents.controllers import ControlFleet
 from citytwin.agents.detectors import DetectorFleet, LoopDetector
 from citytwin.agents.kernels.routes import apply_routes
 from citytwin.agents.kernels.state import LaneState
@@ -31,9 +32,12 @@ from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
 from citytwin.errors import NetworkError, SimulationError
 from citytwin.model.config import SimConfig
 from citytwin.model.demand import Demand
+from citytwin.model.emergency import emergency_arrays
 from citytwin.model.metrics import Metrics
 from citytwin.model.network import Network
 from citytwin.model.routing import free_flow_times, route_trips, shortest_routes
+from citytwin.model.signal_plans import RoutedTrips
+from citytwin.model.signal_policy import SignalPolicy, controllers_for
 
 
 class City(mesa.Model):
@@ -46,6 +50,7 @@ class City(mesa.Model):
         rng: Seed or numpy Generator; the only source of randomness.
         detectors: Extra loop detectors as ``(id, lane id, position m)``; actuated signals
             add their own.
+        signals: The signal strategy of every junction (default: the network's programs).
         wall_clock: Clock used only to report ``step_wall_seconds``.
 
     Mesa's ``time`` counts steps; :attr:`sim_time` is the sim clock in seconds.
@@ -54,6 +59,7 @@ class City(mesa.Model):
     def __init__(self, network: Network, demand: Demand, *, config: SimConfig | None = None,
                  rng: int | np.random.Generator | None = None,
                  detectors: Sequence[tuple[str, str, float]] = (),
+                 signals: SignalPolicy | None = None,
                  wall_clock: Callable[[], float] = time.perf_counter) -> None:
         super().__init__(rng=rng)
         self.network = network
@@ -79,7 +85,9 @@ class City(mesa.Model):
                       for t in trips], np.float64))
 
         n_lanes, n_conns = network.n_lanes, network.n_connections
-        det_ids, det_lane, det_pos, det_of_phase = self._actuated_detectors()
+        self.signal_policy = signals or SignalPolicy()
+        det_ids, det_lane, det_pos, det_of_phase, det_of_lane = self._actuated_detectors(
+            self.signal_policy.policy == "actuated")
         for det_id, lane_id, pos in detectors:
             lane = network.lane(lane_id)
             if not 0 <= pos <= network.lane_length[lane]:
@@ -92,6 +100,7 @@ class City(mesa.Model):
             det_pos.append(float(pos))
         self.detectors = DetectorFleet(n_lanes, det_ids, det_lane, det_pos)
         self.signals = SignalFleet(network.programs, det_of_phase, n_conns)
+        self._install_signals(det_of_lane, trips)
         self.lanes = LaneState(
             lane_start=np.zeros(n_lanes + 1, np.int32), tail_back=np.zeros(n_lanes),
             tail_speed=np.zeros(n_lanes), occ=np.zeros(n_conns, np.int32),
@@ -103,8 +112,10 @@ class City(mesa.Model):
             edge_stamp=np.full(network.n_edges, -1, np.int64))
         has_conn = np.zeros(network.n_junctions, bool)
         has_conn[network.conn_junction] = True
+        signalised = np.zeros(network.n_junctions, bool)
+        signalised[network.conn_junction[network.conn_tls >= 0]] = True
         self.metrics = Metrics(network.n_junctions, network.n_edges, network.junction_ids,
-                               has_conn)
+                               has_conn, signalised=signalised, warmup=self.config.warmup)
         self._travel_times = free_flow_times(network)
         self._vehicle_agents: dict[int, Vehicle] = {}
         for k in range(len(self.signals)):
@@ -119,19 +130,42 @@ class City(mesa.Model):
         self.datacollector.collect(self)
 
     # -- construction helpers -------------------------------------------------------------
-    def _actuated_detectors(self) -> tuple[list[str], list[int], list[float], list]:
-        """One detector per lane feeding an actuated signal, ``detector_gap`` seconds of
-        driving before the stop line (SUMO's placement), and which detectors extend which
-        green phase (those on lanes whose links are green in it)."""
+    def _install_signals(self, det_of_lane: dict[int, int], trips: list) -> None:
+        """The staged controllers of the signal policy, and the emergency vehicles."""
+        pol, net, fleet = self.signal_policy, self.network, self.fleet
+        self.control = ControlFleet(
+            net, det_of_lane, [self.signals.state_row(k) for k in range(len(self.signals))],
+            pol.detection_range, pol.sotl.near, pol.sotl.block)
+        self.signals.attach_control(self.control)
+        self.signals.timing, self.signals.max_hold = pol.timing, pol.preemption.max_hold
+        routed = RoutedTrips(fleet.trips.depart, fleet.trips.route_start,
+                             fleet.trips.route_len, fleet.route_edges)
+        controllers, self.signal_plans = controllers_for(pol, self.control, routed,
+                                                         self.config.dt)
+        for k, ctl in enumerate(controllers):
+            if ctl is not None:
+                self.signals.set_controller(k, ctl)
+        self.emergency = emergency_arrays(
+            [v.priority for v in self.vtypes], fleet.trips.vtype, fleet.trips.route_len,
+            preempt=pol.staged and pol.preemption.enabled, eta=pol.preemption.eta)
+
+    def _actuated_detectors(self, all_signals: bool) -> tuple[list[str], list[int],
+                                                              list[float], list,
+                                                              dict[int, int]]:
+        """One detector per lane feeding an actuated signal (every signal when
+        ``all_signals``), ``detector_gap`` seconds of driving before the stop line (SUMO's
+        placement), which detectors extend which green phase (those on lanes whose links
+        are green in it), and the detector of each such lane."""
         net = self.network
         ids: list[str] = []
         lanes: list[int] = []
         pos: list[float] = []
         per_program = []
+        all_lanes: dict[int, int] = {}
         for k, prog in enumerate(net.programs):
             conns = np.flatnonzero(net.conn_tls == k)
             det_of_lane: dict[int, int] = {}
-            if prog.kind == "actuated":
+            if prog.kind == "actuated" or all_signals:
                 for c in conns:
                     lane = int(net.conn_from_lane[c])
                     if lane not in det_of_lane:
@@ -149,7 +183,8 @@ class City(mesa.Model):
                                and int(net.conn_from_lane[c]) in det_of_lane})
                 phases.append(dets)
             per_program.append(phases)
-        return ids, lanes, pos, per_program
+            all_lanes.update(det_of_lane)
+        return ids, lanes, pos, per_program, all_lanes
 
     # -- stepping ---------------------------------------------------------------------------
     def step(self) -> None:
@@ -170,7 +205,8 @@ class City(mesa.Model):
             done, why = run_ticks(
                 chunk, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, stop_when_done,
                 self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types, self.roads,
-                self.lanes, fleet.trips, fleet.route_edges, fleet.arrays, self.metrics.arrays)
+                self.lanes, fleet.trips, fleet.route_edges, fleet.arrays, self.metrics.arrays,
+                self.control.arrays, self.emergency)
             ran += done
             self.tick += done
             self.sim_time = self.tick * cfg.dt
@@ -323,8 +359,28 @@ class City(mesa.Model):
             "mean_depart_delay_s": mean(tr.t_insert[done] - tr.depart[done]),
             "mean_route_length_m": mean(tr.route_length[done]),
             "vehicle_updates": tot["vehicle_updates"],
+            **self._signal_kpis(),
             "step_wall_seconds": wall,
             "updates_per_second": tot["vehicle_updates"] / wall if wall > 0 else float("nan"),
+        }
+
+    def _signal_kpis(self) -> dict[str, float | int]:
+        """Signal KPIs (with signals) and emergency KPIs (with emergency vehicles)."""
+        out: dict[str, float | int] = {}
+        if self.metrics.signal_rows.size:
+            out.update(self.metrics.signal_kpis(self.sim_time))
+            out["signal_switches"] = int(self.control.arrays.switches.sum())
+            out["preemptions"] = int(self.control.arrays.preemptions.sum())
+        tr, em = self.fleet.trips, self.emergency
+        if em.ev_slot.size == 0:
+            return out
+        ev = np.flatnonzero((em.trip_ev >= 0) & (tr.state == 2))
+        red = em.red[em.trip_ev[ev]]
+        return {
+            **out,
+            "emergency_trips": int(ev.size),
+            "emergency_red_signals": float(red.mean()) if ev.size else float("nan"),
+            "emergency_delay_s": float(tr.time_loss[ev].mean()) if ev.size else float("nan"),
         }
 
     def trips_table(self) -> pa.Table:

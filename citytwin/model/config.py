@@ -26,6 +26,8 @@ class SimConfig:
             driving at the lane's speed limit (SUMO's ``detector-gap``).
         max_gap: An actuated green ends once no vehicle passed its detectors for this many
             seconds (SUMO's ``max-gap``).
+        warmup: The signal KPIs (intersection wait, queue, throughput) count from this sim
+            time on, s; a multiple of ``summary_interval``.
     """
 
     dt: float = 1.0
@@ -35,6 +37,7 @@ class SimConfig:
     mesa_agents: bool = True
     detector_gap: float = 2.0
     max_gap: float = 3.0
+    warmup: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.dt <= 10:
@@ -45,3 +48,7 @@ class SimConfig:
             raise ScenarioError("simulation.summary_interval: must be >= dt")
         if self.max_gap <= 0 or self.detector_gap <= 0:
             raise ScenarioError("simulation.max_gap and detector_gap must be > 0")
+        ratio = self.warmup / self.summary_interval
+        if self.warmup < 0 or abs(ratio - round(ratio)) > 1e-9:
+            raise ScenarioError("simulation.warmup: must be >= 0 and a multiple of "
+                                "summary_interval")

@@ -25,9 +25,16 @@ class Metrics:
     """Accumulators of one run."""
 
     def __init__(self, n_junctions: int, n_edges: int, junction_ids: list[str],
-                 junction_mask: np.ndarray) -> None:
+                 junction_mask: np.ndarray, signalised: np.ndarray | None = None,
+                 warmup: float = 0.0) -> None:
         self.junction_ids = junction_ids
         self.junction_rows = np.flatnonzero(junction_mask)  # junctions with connections
+        #: Signalised junctions; their totals since ``warmup`` give the signal KPIs.
+        self.signal_rows = np.flatnonzero(signalised if signalised is not None
+                                          else np.zeros(n_junctions, bool))
+        self.warmup = warmup
+        self._sig = np.zeros(3)  # wait (veh-s), queue (veh-ticks), passed, since warmup
+        self._after = np.zeros(3)  # ticks, arrived, seconds since warmup
         self.arrays = k.MetricArrays(
             junction_wait=np.zeros(n_junctions), junction_queue=np.zeros(n_junctions),
             junction_passed=np.zeros(n_junctions, np.int64),
@@ -82,11 +89,38 @@ class Metrics:
         j["mean_wait_s"].extend(wait.tolist())
         j["queue_mean"].extend((m.junction_queue[rows] / ticks).tolist())
         j["queue_max"].extend(m.queue_max[rows].astype(np.int64).tolist())
+        if self._begin >= self.warmup - 1e-9:
+            self._sig += self._open_signal_sums()
+            self._after += (acc[k.I_TICKS], acc[k.I_ARRIVED], end - self._begin)
         self._begin = end
         acc[k.I_TICKS:] = 0.0
         for a in (m.junction_wait, m.junction_queue, m.junction_passed, m.queue_prev,
                   m.queue_max):
             a[:] = 0
+
+    def _open_signal_sums(self) -> np.ndarray:
+        m, rows = self.arrays, self.signal_rows
+        return np.array([m.junction_wait[rows].sum(), m.junction_queue[rows].sum(),
+                         m.junction_passed[rows].sum()], np.float64)
+
+    def signal_kpis(self, now: float) -> dict[str, float]:
+        """Signal KPIs from ``warmup`` to ``now`` (the open interval included):
+        ``mean_intersection_wait_s`` (vehicle-seconds halted on the approaches of
+        signalised junctions per vehicle that entered one), ``mean_queue`` (halted vehicles
+        on the approaches per signalised junction and tick) and ``throughput_vph``
+        (vehicles arrived per hour)."""
+        sig, after = self._sig.copy(), self._after.copy()
+        acc = self.arrays.acc
+        if acc[k.I_TICKS] and self._begin >= self.warmup - 1e-9:
+            sig += self._open_signal_sums()
+            after += (acc[k.I_TICKS], acc[k.I_ARRIVED], now - self._begin)
+        n_sig = self.signal_rows.size
+        nan = float("nan")
+        return {
+            "mean_intersection_wait_s": float(sig[0] / sig[2]) if sig[2] else nan,
+            "mean_queue": float(sig[1] / (after[0] * n_sig)) if after[0] and n_sig else nan,
+            "throughput_vph": float(after[1] * 3600.0 / after[2]) if after[2] > 0 else nan,
+        }
 
     @property
     def interval_ticks(self) -> int:

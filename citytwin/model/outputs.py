@@ -49,7 +49,8 @@ def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
               scenario_path: str | Path | None = None, scenario_sha256: str | None = None,
               seed: int, started: datetime | None = None,
               extra: Mapping[str, Any] | None = None,
-              kpis: Mapping[str, Any] | None = None) -> Path:
+              kpis: Mapping[str, Any] | None = None,
+              tables: Mapping[str, pa.Table] | None = None) -> Path:
     """Write a run's outputs into ``out_dir`` (created if needed; files are replaced).
 
     Args:
@@ -63,6 +64,7 @@ def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
         extra: More JSON-serialisable facts for the manifest (under ``"extra"``).
         kpis: What to write as ``kpis.json`` (default ``city.kpis()``; a HIL run adds its
             ``hil`` figures).
+        tables: More tables, written as ``<name>.parquet`` (e.g. ``emergency``).
 
     Returns:
         The run folder.
@@ -73,6 +75,8 @@ def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
     write_parquet(city.summary_table(), out / "summary.parquet")
     write_parquet(city.junctions_table(), out / "junctions.parquet")
     _write_json(out / "kpis.json", kpis_json(city.kpis() if kpis is None else kpis))
+    for name, table in (tables or {}).items():
+        write_parquet(table, out / f"{name}.parquet")
     finished = datetime.now(UTC)
     manifest = {
         "run_id": uuid.uuid4().hex,
@@ -88,7 +92,7 @@ def write_run(city: City, out_dir: str | Path, *, scenario_name: str,
         "platform": platform.platform(),
         "packages": {name: _version(name) for name in PACKAGES},
         "files": ["manifest.json", "kpis.json", "trips.parquet", "summary.parquet",
-                  "junctions.parquet"],
+                  "junctions.parquet", *(f"{name}.parquet" for name in tables or {})],
     }
     if extra:
         manifest["extra"] = dict(extra)

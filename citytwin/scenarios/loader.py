@@ -27,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from pydantic import ValidationError
 
 from citytwin.errors import DemandError, NetworkError, ScenarioError
@@ -182,13 +183,56 @@ class Scenario:
                                            self.spec.simulation.detector_gap)
             except ScenarioError as exc:
                 raise self._error("hil", str(exc)) from None
+        self._check_signals(network)
         try:
             return City(network, demand, config=self.spec.simulation.to_config(), rng=seed,
-                        detectors=detectors)
+                        detectors=detectors, signals=self.spec.signals.to_policy())
         except DemandError as exc:
             raise self._error("demand", str(exc)) from None
         except NetworkError as exc:
             raise self._error("detectors", str(exc)) from None
+        except ScenarioError as exc:
+            raise self._error(f"signals.{self.spec.signals.policy.replace('-', '_')}",
+                              str(exc)) from None
+
+    def emergency_outputs(self, city: City, seed: int, duration: float | None = None
+                          ) -> dict[str, pa.Table]:
+        """``{"emergency": table}`` for a city with emergency vehicles (else empty): one row
+        per emergency trip; with pre-emption and ``counterfactual``, the cross-traffic delay
+        comes from a second run of the same seed without pre-emption."""
+        from citytwin.model.emergency import emergency_table
+
+        if city.emergency.ev_slot.size == 0:
+            return {}
+        pol = city.signal_policy
+        baseline = None
+        if pol.staged and pol.preemption.enabled and pol.preemption.counterfactual:
+            other = self.with_signals({"preemption": {"enabled": False}}, str(self.path))
+            baseline = other.build_city(seed)
+            other.run(baseline, duration=duration)
+        return {"emergency": emergency_table(city, baseline)}
+
+    def with_signals(self, table: dict, label: str) -> Scenario:
+        """This scenario with its ``[signals]`` table updated by ``table`` (nested keys as in
+        the file); problems are reported as ``{label}: signals.<field>: ...``.
+
+        Raises:
+            ScenarioError: a key or value of ``table`` is invalid.
+        """
+        merged = self.spec.model_dump(by_alias=True, exclude_unset=True)
+        sig = dict(merged.get("signals", {}))
+        for key, value in table.items():
+            if isinstance(value, dict):
+                sig[key] = {**sig.get(key, {}), **value}
+            else:
+                sig[key] = value
+        merged["signals"] = sig
+        try:
+            spec = ScenarioSpec.model_validate(merged)
+        except ValidationError as exc:
+            msg = validation_message(Path(label), exc)
+            raise ScenarioError(msg) from None
+        return Scenario(spec, self.path, self.sha256)
 
     def run(self, city: City, *, duration: float | None = None,
             callback: Callable[[float], None] | None = None) -> None:
@@ -239,6 +283,14 @@ class Scenario:
                 if z not in succ[ptr[a]:ptr[a + 1]]:
                     raise self._error(f"{where}.route", f"no connection from edge "
                                       f"{network.edge_ids[a]!r} to {network.edge_ids[z]!r}")
+
+    def _check_signals(self, network: Network) -> None:
+        arterial = self.spec.signals.green_wave.arterial or []
+        for i, edge in enumerate(arterial):
+            if edge not in network.edge_index:
+                hint = difflib.get_close_matches(edge, network.edge_ids, n=1)
+                raise self._error(f"signals.green_wave.arterial[{i}]", f"unknown edge {edge!r}"
+                                  + (f" (did you mean {hint[0]!r}?)" if hint else ""))
 
     def _check_reachable(self, network: Network) -> None:
         from citytwin.model.routing import shortest_routes

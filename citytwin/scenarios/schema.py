@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, model_validat
 
 from citytwin.model.config import SimConfig
 from citytwin.model.demand import VehicleType
+from citytwin.scenarios._signals_spec import SignalsSpec
 
 #: Duration cap, in seconds, of a scenario run "until every trip has finished".
 MAX_DURATION = 86400.0
@@ -233,12 +234,17 @@ class SimulationSpec(_Table):
     mesa_agents: bool = _SC.mesa_agents
     detector_gap: float = Field(default=_SC.detector_gap, gt=0)
     max_gap: float = Field(default=_SC.max_gap, gt=0)
+    warmup: float = Field(default=_SC.warmup, ge=0)
 
     @model_validator(mode="after")
     def _interval(self) -> Self:
         if self.summary_interval < self.dt:
             raise ValueError(f"summary_interval ({self.summary_interval:g}) must be >= dt "
                              f"({self.dt:g})")
+        ratio = self.warmup / self.summary_interval
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(f"warmup ({self.warmup:g}) must be a multiple of "
+                             f"summary_interval ({self.summary_interval:g})")
         return self
 
     def to_config(self) -> SimConfig:
@@ -340,6 +346,7 @@ class ScenarioSpec(_Table):
     vtypes: list[VTypeSpec] = []
     simulation: SimulationSpec = Field(default_factory=SimulationSpec)
     detectors: list[DetectorSpec] = []
+    signals: SignalsSpec = Field(default_factory=SignalsSpec)
     hil: HilSpec | None = None
 
     @model_validator(mode="after")
@@ -355,4 +362,7 @@ class ScenarioSpec(_Table):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"detectors: duplicate id {dup[0]!r}")
+        if self.signals.policy == "external" and not (self.hil and self.hil.signal):
+            raise ValueError("signals.policy: 'external' needs signal devices "
+                             "([[hil.signal]] tables)")
         return self

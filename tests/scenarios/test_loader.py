@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import shutil
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,10 @@ def test_model_never_imports_scenarios_or_cli():
 
 def test_examples_in_the_docs_build(tmp_path):
     text = (PACKAGE.parent / "docs" / "scenarios.md").read_text()
-    examples = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    blocks = [b.split("```", 1)[0] for b in text.split("```toml\n")[1:]]
+    for block in blocks:  # every snippet is valid TOML
+        tomllib.loads(block)
+    examples = [b for b in blocks if b.startswith("name = ")]  # the whole scenario files
     assert len(examples) == 2
     grid, sumo = (tmp_path / "grid.toml"), (tmp_path / "sumo.toml")
     grid.write_text(examples[0])

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import numpy as np
 
 from citytwin.agents.kernels._config import njit
+from citytwin.agents.kernels.control import control_step
+from citytwin.agents.kernels.emergency import emergency_step
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
 from citytwin.agents.kernels.signals import signals_step
@@ -62,6 +64,7 @@ class SignalArrays(NamedTuple):
     ph_det_ptr: np.ndarray
     ph_det: np.ndarray
     switched: np.ndarray
+    external: np.ndarray     # u1 an outside controller (device) rules it
 
 
 class FleetArrays(NamedTuple):
@@ -92,8 +95,11 @@ class MetricArrays(NamedTuple):
 
 @njit
 def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, types, roads,
-              ls, trips, route_edges, fl, met):
+              ls, trips, route_edges, fl, met, ctl, em):
     """Run up to ``n_ticks`` ticks starting at tick ``tick0``.
+
+    ``ctl`` and ``em`` are the staged signal controllers and the emergency vehicles
+    (:mod:`citytwin.agents.kernels.control`).
 
     Returns ``(ticks_done, why)``: ``DONE`` after all ticks; ``NEED_ROOM`` before a tick whose
     departures need more vehicle slots than are free (the caller grows the fleet and calls
@@ -114,6 +120,8 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
         if c[N_BACKLOG] + due_end - c[NEXT_TRIP] > c[N_FREE]:
             return done, NEED_ROOM
 
+        control_step(t, dt, ctl, em, sig.state_codes, sig.external, det.last_on, veh, types,
+                     roads, route_edges, fl.order, c[N_ORDER])
         signals_step(t, dt, max_gap, sig.cur, sig.elapsed, sig.kind, sig.phase_ptr, sig.ph_dur,
                      sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr, sig.state_codes,
                      sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls, roads.conn_link,
@@ -147,6 +155,7 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
         n_out = move(fl.order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                      met.junction_wait, met.junction_queue, met.junction_passed,
                      met.edge_speed_sum, met.edge_count, fl.arrived, met.tick_stats)
+        emergency_step(em, veh, types, roads, ls, fl.inserted, n_ins, fl.arrived, n_out)
         for q in range(n_out):  # free the slots; the lowest is handed out first again
             fl.free_slots[n_free + q] = fl.arrived[n_out - 1 - q]
         n_free += n_out
