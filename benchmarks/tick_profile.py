@@ -23,7 +23,7 @@ from citytwin.agents.kernels import tick as tk
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
 from citytwin.agents.kernels.signals import signals_step
-from citytwin.agents.kernels.traffic import follow, move, prepass, sort_by_lane
+from citytwin.agents.kernels.traffic import follow, merge_inserted, move, prepass, sort_by_lane
 from citytwin.model.city import City
 from citytwin.model.config import SimConfig
 from citytwin.model.sumo_net import read_sumo_net
@@ -72,15 +72,17 @@ def one_tick(city: City, times: dict[str, float]) -> None:
             fl.backlog[nb] = tr
             nb += 1
     c[tk.NEXT_TRIP] = due_end
+    n_sorted = n
     nb, n_free, n, n_ins = timed("insertion", insert, fl.backlog, nb, trips, veh, types, roads,
                                  ls, route_edges, fl.free_slots, c[tk.N_FREE], fl.order, n, t,
                                  tick, fl.inserted)
     c[tk.N_ALIVE] += n_ins
     if n_ins:
-        n = timed("insertion", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos,
-                  n_lanes, fl.tmp, ls.lane_start)
+        timed("insertion", merge_inserted, fl.order, n_sorted, n_ins, veh.lane, ls.lane_start,
+              fl.tmp)
     n_on = int(c[tk.N_ALIVE])
-    timed("follow", follow, fl.order, n, veh, types, roads, ls, route_edges, dt)
+    timed("follow", follow, fl.order, n, veh, types, roads, ls, route_edges, dt, veh.speed_next,
+          veh.cap)
     n_out = timed("move", move, fl.order, n, veh, types, roads, ls, route_edges, trips, det, t,
                   dt, cfg.time_to_teleport, met.junction_wait, met.junction_queue,
                   met.junction_passed, met.edge_speed_sum, met.edge_count, fl.arrived,

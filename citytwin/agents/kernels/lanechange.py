@@ -11,7 +11,7 @@ tick, so changes never create overlaps.
 
 from __future__ import annotations
 
-from citytwin.agents.kernels._config import njit, njit_inline
+from citytwin.agents.kernels._config import njit_inline, njit_pipelined
 from citytwin.agents.kernels.traffic import find_conn, idm, idm_free
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
@@ -122,7 +122,7 @@ def _safe(i, tl, relaxed, order, lane_start, vtype, speed, pos, lane_speed, t_le
     return True, follower
 
 
-@njit
+@njit_pipelined
 def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     """Decide and carry out lane changes for this tick. Returns the number of changes."""
     n_normal = roads.n_normal
@@ -141,8 +141,9 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
         lane_i = veh.lane[i]
         if lane_i >= n_normal:
             continue
-        if veh.reach_lane[i] == lane_i and veh.reach[i] >= REACH and (tick + i) % TACTICAL_EVERY:
-            continue  # cached for this visit of the lane: no need to change, no look for speed
+        if veh.reach_lane[i] == lane_i and veh.reach_best[i] < 0 and (
+                veh.reach[i] < 0.0 or (tick + i) % TACTICAL_EVERY):
+            continue  # cached for this visit of the lane: no better lane, no look for speed
         e = roads.lane_edge[lane_i]
         nl = roads.edge_num_lanes[e]
         if nl < 2:

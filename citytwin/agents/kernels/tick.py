@@ -9,6 +9,7 @@ pays no interpreter cost per tick; ``City.step`` calls it for a single tick.
 
 from __future__ import annotations
 
+import types
 from typing import NamedTuple
 
 import numpy as np
@@ -29,6 +30,8 @@ from citytwin.agents.kernels.traffic import (
     S_SPEED,
     S_TELEPORTS,
     follow,
+    follow_parallel,
+    merge_inserted,
     move,
     prepass,
     sort_by_lane,
@@ -99,7 +102,8 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
     """Run up to ``n_ticks`` ticks starting at tick ``tick0``.
 
     ``ctl`` and ``em`` are the staged signal controllers and the emergency vehicles
-    (:mod:`citytwin.agents.kernels.control`).
+    (:mod:`citytwin.agents.kernels.control`). :data:`run_ticks_parallel` is the same with the
+    car-following on all cores (the same results).
 
     Returns ``(ticks_done, why)``: ``DONE`` after all ticks; ``NEED_ROOM`` before a tick whose
     departures need more vehicle slots than are free (the caller grows the fleet and calls
@@ -142,16 +146,16 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
                 fl.backlog[nb] = tr
                 nb += 1
         c[NEXT_TRIP] = due_end
+        n_sorted = n
         nb, n_free, n, n_ins = insert(fl.backlog, nb, trips, veh, types, roads, ls, route_edges,
                                       fl.free_slots, c[N_FREE], fl.order, n, t, tick,
                                       fl.inserted)
         c[N_ALIVE] += n_ins
         if n_ins:  # insertion kept the prepass's figures up to date; the order it cannot
-            n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, n_lanes, fl.tmp,
-                             ls.lane_start)
+            merge_inserted(fl.order, n_sorted, n_ins, veh.lane, ls.lane_start, fl.tmp)
 
         n_on = c[N_ALIVE]
-        follow(fl.order, n, veh, types, roads, ls, route_edges, dt)
+        follow(fl.order, n, veh, types, roads, ls, route_edges, dt, veh.speed_next, veh.cap)
         n_out = move(fl.order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                      met.junction_wait, met.junction_queue, met.junction_passed,
                      met.edge_speed_sum, met.edge_count, fl.arrived, met.tick_stats)
@@ -192,3 +196,18 @@ def _fold(met, n_on, n_ins, changes):
         if q > met.queue_max[j]:
             met.queue_max[j] = q
         met.queue_prev[j] = met.junction_queue[j]
+
+
+def _run_ticks_with(follow_kernel, name):
+    """:func:`run_ticks`'s code calling ``follow_kernel``, as its own (cached) function (at
+    the end of the module: it takes the module's globals as they are now)."""
+    fn = types.FunctionType(run_ticks.py_func.__code__,
+                            {**run_ticks.py_func.__globals__, "follow": follow_kernel}, name)
+    fn.__qualname__ = name  # numba names its cache files after the qualified name
+    fn.__doc__ = run_ticks.py_func.__doc__
+    return njit(fn)
+
+
+#: :func:`run_ticks` calling :data:`~citytwin.agents.kernels.traffic.follow_parallel`:
+#: compiled (and cached) on first use only, as parallel code takes long to compile.
+run_ticks_parallel = _run_ticks_with(follow_parallel, "run_ticks_parallel")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
-from citytwin.agents.kernels._config import njit, njit_inline
+from citytwin.agents.kernels._config import njit, njit_inline, njit_parallel, njit_pipelined
 
 RED, YELLOW, MINOR, MAJOR = 0, 1, 2, 3
 HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
@@ -62,6 +63,38 @@ def sort_by_lane(order: np.ndarray, n: int, alive: np.ndarray, lane: np.ndarray,
             tmp[b + 1] = x
     order[:m] = tmp[:m]
     return m
+
+
+@njit
+def merge_inserted(order: np.ndarray, n: int, n_ins: int, lane: np.ndarray,
+                   lane_start: np.ndarray, tmp: np.ndarray) -> None:
+    """Move the ``n_ins`` slots appended to the sorted ``order[:n]`` to the starts of their
+    lanes and update ``lane_start``: what :func:`sort_by_lane` would do, for vehicles just
+    inserted behind everything on their lanes (at most one per lane), without a full sort."""
+    ins = order[n:n + n_ins].copy()
+    for a in range(1, n_ins):  # by lane (few)
+        x = ins[a]
+        b = a - 1
+        while b >= 0 and lane[ins[b]] > lane[x]:
+            ins[b + 1] = ins[b]
+            b -= 1
+        ins[b + 1] = x
+    src = dst = 0
+    for q in range(n_ins):
+        start = lane_start[lane[ins[q]]]
+        m = start - src
+        tmp[dst:dst + m] = order[src:start]
+        dst += m
+        src = start
+        tmp[dst] = ins[q]
+        dst += 1
+    tmp[dst:dst + n - src] = order[src:n]
+    order[:n + n_ins] = tmp[:n + n_ins]
+    q = 0
+    for x in range(lane[ins[0]] + 1, lane_start.shape[0]):
+        while q < n_ins and lane[ins[q]] < x:
+            q += 1
+        lane_start[x] += q
 
 
 @njit_inline
@@ -329,12 +362,14 @@ def _wait_open(c, dist, v, halt, length, accel, max_speed, speed_factor, via_len
                            approach, approach_wait)
 
 
-@njit
-def follow(order, n, veh, types, roads, ls, route_edges, dt):
+@njit_pipelined
+def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out):
     """Choose every running vehicle's speed for this tick (IDM, stop lines, right of way).
 
-    Writes ``veh.speed_next`` and ``veh.cap`` (the most the vehicle may drive this tick
-    without reaching a stopped obstacle or a leader at its emergency deceleration).
+    Writes ``speed_next`` and ``cap_out`` (``veh.speed_next`` and ``veh.cap``: the most the
+    vehicle may drive this tick without reaching a stopped obstacle or a leader at its
+    emergency deceleration). Every vehicle reads the tick's state and writes only its own
+    row: :data:`follow_parallel` runs the vehicles on all cores.
     """
     n_normal = roads.n_normal
     lane_speed, lane_length, conn_wait = roads.lane_speed, roads.lane_length, roads.conn_wait
@@ -343,7 +378,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
     resp_ptr, resp, conn_to_lane = roads.conn_resp_ptr, roads.conn_resp, roads.conn_to_lane
     conn_state, occ, min_back, occ_go = ls.conn_state, ls.occ, ls.min_back, ls.occ_go
     min_back_go, approach, approach_wait = ls.min_back_go, ls.approach, ls.approach_wait
-    for k in range(n):
+    for k in numba.prange(n):
         i = order[k]
         ty = veh.vtype[i]
         a, b = types.accel[ty], types.decel[ty]
@@ -447,8 +482,12 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt):
         vn = min(max(vn, 0.0), vmax if vmax > v else v)
         if vn * dt > cap:
             vn = max(cap, 0.0) / dt
-        veh.speed_next[i] = vn
-        veh.cap[i] = cap
+        speed_next[i] = vn
+        cap_out[i] = cap
+
+
+#: :func:`follow` compiled with ``parallel=True``.
+follow_parallel = njit_parallel(follow.py_func)
 
 
 @njit_inline

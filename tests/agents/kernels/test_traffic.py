@@ -29,6 +29,33 @@ def test_sort_by_lane_matches_reference(n, n_lanes, seed):
     np.testing.assert_array_equal(got_start, expect_start)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 150), st.integers(1, 12), st.integers(0, 2**31 - 1))
+def test_merge_inserted_matches_a_full_sort(n, n_lanes, seed):
+    """Vehicles inserted behind everything on their lanes (at most one per lane) end where
+    a full sort puts them."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, n_lanes + 1))
+    cap = n + k
+    lane = np.empty(cap, np.int32)
+    pos = np.empty(cap)
+    lane[:n] = rng.integers(0, n_lanes, n)
+    pos[:n] = 10.0 + rng.permutation(n) * 7.5  # distinct, all ahead of the inserted
+    new_lanes = rng.choice(n_lanes, k, replace=False)
+    lane[n:] = new_lanes
+    pos[n:] = 5.0
+    alive = np.ones(cap, np.uint8)
+    order = np.arange(cap, dtype=np.int32)
+    start = np.zeros(n_lanes + 1, np.int32)
+    tmp = np.empty(cap, np.int32)
+    traffic.sort_by_lane(order, n, alive, lane, pos, n_lanes, tmp, start)
+    order[n:] = rng.permutation(np.arange(n, cap)).astype(np.int32)
+    expect_order, expect_start = naive.sort_by_lane(order.copy(), alive, lane, pos, n_lanes)
+    traffic.merge_inserted(order, n, k, lane, start, tmp)
+    np.testing.assert_array_equal(order, expect_order)
+    np.testing.assert_array_equal(start, expect_start)
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0, 40), st.floats(1, 40), st.floats(-5, 300), st.floats(-30, 30))
 def test_idm_matches_reference(v, v0, gap, dv):
