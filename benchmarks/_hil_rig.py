@@ -26,8 +26,8 @@ import psutil
 from citytwin.agents.vehicles import VehicleFleet, type_arrays
 from citytwin.hil.bridge import HilBridge, hil_detectors
 from citytwin.hil.broker import EmbeddedBroker
-from citytwin.hil.protocol import encode, topic
 from citytwin.hil.record import FILE_NAME, Recorder
+from citytwin.hil.session import connect
 from citytwin.hil.transport import MqttLink
 from citytwin.model.city import City
 from citytwin.model.config import SimConfig
@@ -210,16 +210,7 @@ def session(city: City, spec: HilSpec, workdir: Path, *, groups: list[list[Devic
         broker_pid = next(p.pid for p in psutil.Process().children()
                           if "mosquitto" in p.name())
         bridge = HilBridge(city, spec, recorder=Recorder(workdir / FILE_NAME), clock=clock)
-        avail = topic(spec.site, "sim", "sim", "avail")
-        link = MqttLink(url, f"citytwin-sim-{spec.site}", bridge.subscriptions(),
-                        bridge.on_message, will=bridge.will(),
-                        on_connect=lambda: link.publish(avail, encode({"status": "online"}), 1,
-                                                        True))
-        link.start()
-        stack.callback(link.stop)
-        bridge.publisher = link
-        stack.callback(bridge.close)
-        bridge.start()
+        link = connect(bridge, url, stack)
         hosts: list[Host] = []
 
         def stop_hosts() -> None:

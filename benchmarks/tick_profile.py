@@ -102,6 +102,7 @@ def one_tick(city: City, times: dict[str, float]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--grid", type=int, default=30)
+    p.add_argument("--net", type=Path, default=None, help="a SUMO network instead of a grid")
     p.add_argument("--vph", type=float, default=30000.0)
     p.add_argument("--duration", type=float, default=3600.0, help="seconds of departures")
     p.add_argument("--warm", type=float, default=900.0, help="sim seconds before measuring")
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "out")
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    net_path = build_grid(a.grid, 2, 200.0, a.out)
+    net_path = a.net if a.net else build_grid(a.grid, 2, 200.0, a.out)
     rou = write_routes(net_path, a.vph, a.duration, a.seed, a.out, fringe_only=not a.all_edges)
     net = read_sumo_net(net_path)
     city = City(net, read_sumo_routes(rou, net), rng=1,

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
+from citytwin import _argtypes as argtypes
 from citytwin.errors import CityTwinError, DemandError, NetworkError, ScenarioError
 
 #: Errors that mean "the input is wrong" (exit code 2); every other error is a failed run (1).
@@ -90,9 +91,9 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                        "trips/summary/junctions.parquet into a run folder.")
     p.add_argument("scenario", metavar="SCENARIO",
                    help="a built-in scenario name (see 'citytwin list') or a .toml file")
-    p.add_argument("--seed", type=_non_negative_int, default=None,
+    p.add_argument("--seed", type=argtypes.non_negative_int, default=None,
                    help="seed of the run (default: the scenario's seed)")
-    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--duration", type=argtypes.seconds, default=None, metavar="S",
                    help="run exactly S sim seconds (default: the scenario's duration, or "
                    "until every trip finished)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -105,7 +106,7 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                      "FILE (default: an embedded broker on a free loopback port)")
     hil.add_argument("--clock", choices=("fast", "realtime", "lockstep"), default=None,
                      help="clock mode (default: the scenario's)")
-    hil.add_argument("--factor", type=_positive_float, default=None, metavar="F",
+    hil.add_argument("--factor", type=argtypes.seconds, default=None, metavar="F",
                      help="realtime: sim seconds per wall second (default: the scenario's)")
     hil.add_argument("--strict", action="store_true",
                      help="realtime: fail at the first overrun")
@@ -179,13 +180,13 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="policies, the first is the reference: fixed, actuated, "
                    "max-pressure, sotl, green-wave, program; parameters as "
                    "name:key=value (e.g. max-pressure:min_green=8)")
-    p.add_argument("--seeds", type=_positive_int, required=True, metavar="N",
+    p.add_argument("--seeds", type=argtypes.positive_int, required=True, metavar="N",
                    help="number of seeds (the scenario's seed and the N-1 after it)")
-    p.add_argument("--first-seed", type=_non_negative_int, default=None, metavar="S",
+    p.add_argument("--first-seed", type=argtypes.non_negative_int, default=None, metavar="S",
                    help="first seed (default: the scenario's)")
-    p.add_argument("--duration", type=_positive_float, default=None, metavar="S",
+    p.add_argument("--duration", type=argtypes.seconds, default=None, metavar="S",
                    help="run exactly S sim seconds (default: the scenario's)")
-    p.add_argument("--workers", type=_positive_int, default=2, metavar="W",
+    p.add_argument("--workers", type=argtypes.positive_int, default=2, metavar="W",
                    help="worker processes (default 2; 1 runs in this process)")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="print only where the outputs went")
@@ -195,33 +196,6 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
 _COMMANDS: list[Callable[[argparse._SubParsersAction, argparse.ArgumentParser], None]] = [
     _add_run, _add_list, _add_replay, _add_compare, _add_device, _add_bridge,
     _add_firmware_emulator]
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
 
 
 # -- commands ---------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from citytwin import _argtypes as argtypes
 from citytwin.errors import BridgeError
 
 __all__ = ["add_bridge_arguments", "add_emulator_arguments", "run_bridge", "run_emulator"]
@@ -36,13 +37,13 @@ def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
                         help="serial port: a device path (/dev/ttyUSB0) or a pyserial URL "
                         "(socket://host:port, loop://, spy://PORT, rfc2217://...); repeat "
                         "for several boards")
-    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", type=_broker_url,
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", type=argtypes.broker_url,
                         metavar="URL", help="MQTT broker, mqtt[s]://[user[:pass]@]host[:port] "
                         "(default: %(default)s)")
-    parser.add_argument("--site", default="lab", type=_name, help="site id (default: lab)")
-    parser.add_argument("--baud", type=_positive_int, default=115200, metavar="N",
+    parser.add_argument("--site", default="lab", type=argtypes.name, help="site id (default: lab)")
+    parser.add_argument("--baud", type=argtypes.positive_int, default=115200, metavar="N",
                         help="serial speed (default: 115200)")
-    parser.add_argument("--retry-cap", type=_seconds, default=5.0, metavar="S",
+    parser.add_argument("--retry-cap", type=argtypes.seconds, default=5.0, metavar="S",
                         help="longest wait between attempts to reopen a lost port "
                         "(default: 5)")
     _add_log_level(parser)
@@ -80,7 +81,7 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``citytwin firmware-emulator`` arguments to ``parser``."""
     parser.add_argument("--kind", choices=("signal", "meter"), required=True,
                         help="which reference board to run")
-    parser.add_argument("--id", dest="device_id", type=_name, default=None, metavar="ID",
+    parser.add_argument("--id", dest="device_id", type=argtypes.name, default=None, metavar="ID",
                         help="device id in its HELLO (default: the lab scenario's ctl-r1c1 "
                         "or meter-hall)")
     parser.add_argument("--lockstep", action="store_true",
@@ -145,14 +146,6 @@ def _logging(level: str) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _name(text: str) -> str:
-    from citytwin.hil.protocol import valid_name
-
-    if not valid_name(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: use 1-64 of A-Z a-z 0-9 _ . -")
-    return text
-
-
 def _port(text: str) -> str:
     from citytwin.firmware_bridge.port import check_url
 
@@ -163,37 +156,8 @@ def _port(text: str) -> str:
     return text
 
 
-def _broker_url(text: str) -> object:
-    from citytwin.hil.broker import BrokerURL
-
-    try:
-        return BrokerURL.parse(text)
-    except BridgeError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
-
-
 def _heartbeat_ms(text: str) -> int:
-    value = _positive_int(text)
+    value = argtypes.positive_int(text)
     if not 50 <= value <= 60_000:  # what the bridge takes in a HELLO
         raise argparse.ArgumentTypeError(f"must be 50-60000 ms, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
     return value

@@ -68,17 +68,7 @@ def run_session(scenario: Scenario, city: City, out_dir: Path, options: SessionO
         recorder = Recorder(out_dir / FILE_NAME)
         bridge = HilBridge(city, spec, recorder=recorder, clock=options.clock,
                            factor=options.factor, strict=options.strict)
-        avail = topic(spec.site, "sim", "sim", "avail")
-        # after a reconnect the broker may have fired the will: say online again
-        link = MqttLink(url, f"citytwin-sim-{spec.site}", bridge.subscriptions(),
-                        bridge.on_message, will=bridge.will(),
-                        on_connect=lambda: link.publish(avail, encode({"status": "online"}), 1,
-                                                        True))
-        link.start()
-        stack.callback(link.stop)
-        bridge.publisher = link
-        stack.callback(bridge.close)
-        bridge.start()
+        connect(bridge, url, stack)
         if options.emulate:
             stack.enter_context(_emulated_devices(bridge, url_text, out_dir / "devices"))
         missing = bridge.wait_for_devices(spec.wait_for_devices)
@@ -92,6 +82,27 @@ def run_session(scenario: Scenario, city: City, out_dir: Path, options: SessionO
             bridge.run(round(scenario.spec.max_duration / dt), stop_when_done=True,
                        callback=callback)
     return bridge
+
+
+def connect(bridge: HilBridge, url: BrokerURL, stack: contextlib.ExitStack) -> MqttLink:
+    """Connect the simulator's MQTT link for ``bridge`` and start the bridge (announce it,
+    publish the devices' configs); ``stack`` closes both again.
+
+    Raises:
+        BridgeError: the broker refused or did not answer.
+    """
+    avail = topic(bridge.site, "sim", "sim", "avail")
+    # after a reconnect the broker may have fired the will: say online again
+    link = MqttLink(url, f"citytwin-sim-{bridge.site}", bridge.subscriptions(),
+                    bridge.on_message, will=bridge.will(),
+                    on_connect=lambda: link.publish(avail, encode({"status": "online"}), 1,
+                                                    True))
+    link.start()
+    stack.callback(link.stop)
+    bridge.publisher = link
+    stack.callback(bridge.close)
+    bridge.start()
+    return link
 
 
 @contextlib.contextmanager

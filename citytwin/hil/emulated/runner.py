@@ -23,8 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from citytwin import _argtypes as argtypes
 from citytwin.errors import BridgeError
-from citytwin.hil.protocol import encode, valid_name
+from citytwin.hil.protocol import encode
 
 if TYPE_CHECKING:
     from citytwin.hil.broker import BrokerURL
@@ -194,22 +195,22 @@ class DeviceRunner:
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``citytwin device`` arguments to ``parser``."""
     parser.add_argument("kind", choices=KINDS, help="what to emulate")
-    parser.add_argument("--id", dest="device_id", required=True, type=_name, metavar="ID",
+    parser.add_argument("--id", dest="device_id", required=True, type=argtypes.name, metavar="ID",
                         help="device id (1-64 of A-Z a-z 0-9 _ . -)")
-    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", type=_broker_url,
+    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", type=argtypes.broker_url,
                         metavar="URL", help="MQTT broker, mqtt[s]://[user[:pass]@]host[:port] "
                         "(default: %(default)s)")
-    parser.add_argument("--site", default="lab", type=_name, help="site id (default: lab)")
+    parser.add_argument("--site", default="lab", type=argtypes.name, help="site id (default: lab)")
     parser.add_argument("--lockstep", action="store_true",
                         help="announce that the simulator may wait for this device each tick")
-    parser.add_argument("--seed", type=_seed, default=0, metavar="N",
+    parser.add_argument("--seed", type=argtypes.non_negative_int, default=0, metavar="N",
                         help="seed of the meter's load profile (default: 0)")
-    parser.add_argument("--exit-after", type=_seconds, default=None, metavar="S",
+    parser.add_argument("--exit-after", type=argtypes.seconds, default=None, metavar="S",
                         help="exit once the simulator has been offline for S wall seconds")
-    parser.add_argument("--link-timeout", type=_seconds, default=3.0, metavar="S",
+    parser.add_argument("--link-timeout", type=argtypes.seconds, default=3.0, metavar="S",
                         help="drone: return home after S wall seconds without the simulator "
                         "(default: 3)")
-    parser.add_argument("--period", type=_seconds, default=5.0, metavar="S",
+    parser.add_argument("--period", type=argtypes.seconds, default=5.0, metavar="S",
                         help="meter: sim seconds between readings (default: 5)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"),
@@ -246,38 +247,3 @@ def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _name(text: str) -> str:
-    if not valid_name(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: use 1-64 of A-Z a-z 0-9 _ . -")
-    return text
-
-
-def _broker_url(text: str) -> BrokerURL:
-    from citytwin.hil.broker import BrokerURL
-
-    try:
-        return BrokerURL.parse(text)
-    except BridgeError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text}")
-    return value
