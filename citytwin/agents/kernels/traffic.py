@@ -505,7 +505,7 @@ def _detect(lane_i, a, b, length, t_end, lane_ptr, by_lane, det_pos, counts, pre
             last_on[d] = t_end
 
 
-@njit
+@njit_pipelined
 def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
          junction_wait, junction_queue, junction_passed, edge_speed_sum, edge_count,
          arrived_out, stats):
