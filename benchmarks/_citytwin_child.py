@@ -16,11 +16,9 @@ from citytwin.model.sumo_routes import read_sumo_routes
 
 def main() -> None:
     net_path, rou_path, end = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    parallel = len(sys.argv) > 4 and sys.argv[4] == "parallel"
     net = read_sumo_net(net_path)
     demand = read_sumo_routes(rou_path, net)
-    city = City(net, demand, rng=1, config=SimConfig(mesa_agents=False, reroute_period=0,
-                                                     parallel=parallel))
+    city = City(net, demand, rng=1, config=SimConfig(mesa_agents=False, reroute_period=0))
     city.compile()  # the stepping loop's figures leave out loading the kernels, as SUMO's UPS
     city.run_until_done(end)  # leaves out loading the network; whole-process time has both
     print(json.dumps(city.kpis()))

@@ -110,8 +110,7 @@ def one_turn_routes(table: np.ndarray, n_trips: int,
     return ptr, edges
 
 
-def build_city(net: Network, depart: np.ndarray, ptr: np.ndarray, edges: np.ndarray,
-               parallel: bool = False) -> City:
+def build_city(net: Network, depart: np.ndarray, ptr: np.ndarray, edges: np.ndarray) -> City:
     """A city whose fleet holds these trips.
 
     ``City(network, Demand)`` takes :class:`~citytwin.model.demand.Trip` objects: a million
@@ -121,8 +120,7 @@ def build_city(net: Network, depart: np.ndarray, ptr: np.ndarray, edges: np.ndar
     this grid). The routes here are index arrays already, so the fleet is built from them as
     ``City.__init__`` builds it from routed trips.
     """
-    city = City(net, Demand(), rng=1, config=SimConfig(mesa_agents=False, reroute_period=0,
-                                                       parallel=parallel))
+    city = City(net, Demand(), rng=1, config=SimConfig(mesa_agents=False, reroute_period=0))
     n = depart.size
     city.fleet = VehicleFleet(
         net.arrays, net.edge_ids, type_arrays(city.vtypes), [f"v{k}" for k in range(n)],
@@ -147,8 +145,7 @@ def memory(city: City) -> dict[str, float]:
             "trip_id_bytes_per_trip": ids / n, "route_edges_per_trip": fleet.n_route / n}
 
 
-def build(size: int, density: float, seed: int,
-          parallel: bool = False) -> tuple[City, dict[str, float]]:
+def build(size: int, density: float, seed: int) -> tuple[City, dict[str, float]]:
     """The city of ``size`` vehicles, and the grid and the time of each build phase."""
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -159,7 +156,7 @@ def build(size: int, density: float, seed: int,
     ptr, edges = one_turn_routes(edge_table(net, n), size, rng)
     depart = np.sort(rng.uniform(0.0, DEPART_WINDOW, size))
     t2 = time.perf_counter()
-    city = build_city(net, depart, ptr, edges, parallel)
+    city = build_city(net, depart, ptr, edges)
     t3 = time.perf_counter()
     return city, {"grid": n, "junctions": net.n_junctions, "lanes": net.n_normal_lanes,
                   "connections": net.n_connections, "density": size / lane_km(n),
@@ -198,10 +195,9 @@ def window(city: City, ticks: int) -> dict[str, float]:
 def main() -> None:
     size, ticks, density, seed = (int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]),
                                   int(sys.argv[4]))
-    parallel = len(sys.argv) > 5 and sys.argv[5] == "parallel"
-    city, built = build(size, density, seed, parallel)
+    city, built = build(size, density, seed)
     city.compile()
-    row = {"size": size, "parallel": parallel, **built, **warm_up(city), **window(city, ticks),
+    row = {"size": size, **built, **warm_up(city), **window(city, ticks),
            **memory(city)}
     print(json.dumps(row))
 

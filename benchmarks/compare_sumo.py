@@ -113,9 +113,8 @@ def _run_sumo(net: Path, rou: Path, end: float, out: Path) -> dict:
             "mean_waiting_time_s": float(np.mean(wait)), "teleports": teleports}
 
 
-def run_citytwin(net: Path, rou: Path, end: float, parallel: bool = False) -> dict:
-    cmd = [sys.executable, str(HERE / "_citytwin_child.py"), str(net), str(rou), str(end),
-           "parallel" if parallel else "serial"]
+def run_citytwin(net: Path, rou: Path, end: float) -> dict:
+    cmd = [sys.executable, str(HERE / "_citytwin_child.py"), str(net), str(rou), str(end)]
     text, wall, rss = peak_rss_of(cmd)
     k = json.loads(text.strip().splitlines()[-1])
     return {"updates_per_second": k["updates_per_second"],
@@ -146,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
                    help="trips between any two edges (default: fringe to fringe)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--json", type=Path, help="append the result as a JSON line here")
-    p.add_argument("--parallel", action="store_true",
-                   help="citytwin's parallel kernels (default: single-threaded)")
     p.add_argument("--reuse-sumo", action="store_true",
                    help="take SUMO's figures from an earlier run on the same inputs (for "
                    "model work; its speed figures are then not from this run)")
@@ -156,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     end = a.end if a.end is not None else 2 * a.duration
     net = build_grid(a.grid, a.lanes, a.length, a.out) if a.grid else a.net
     rou = write_routes(net, a.vph, a.duration, a.seed, a.out, fringe_only=not a.all_edges)
-    ct = run_citytwin(net, rou, end, parallel=a.parallel)
+    ct = run_citytwin(net, rou, end)
     su = run_sumo(net, rou, end, a.out, reuse=a.reuse_sumo)
     rows = ["updates_per_second", "step_wall_seconds", "wall_seconds", "peak_rss_mb",
             "trips_finished", "mean_duration_s", "mean_time_loss_s", "mean_waiting_time_s",
@@ -164,8 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"network {net.name}, {a.vph:g} veh/h for {a.duration:g} s "
           f"({'any edge to any edge' if a.all_edges else 'fringe to fringe'}), end {end:g} s, "
           f"mean vehicles running (citytwin) {ct['mean_running']:.0f}")
-    label = "citytwin (par)" if a.parallel else "citytwin"
-    print(f"{'':24}{label:>14}{'SUMO micro':>14}{'ratio':>10}")
+    print(f"{'':24}{'citytwin':>14}{'SUMO micro':>14}{'ratio':>10}")
     for r in rows:
         c, s = ct[r], su[r]
         ratio = c / s if isinstance(s, (int, float)) and s else float("nan")

@@ -41,10 +41,10 @@ PHASES = [("network s", "network_s"), ("demand s", "demand_s"), ("city s", "city
           ("window s", "window_s"), ("process s", "process_s")]
 
 
-def run_size(size: int, ticks: int, density: float, seed: int, parallel: bool = False) -> dict:
+def run_size(size: int, ticks: int, density: float, seed: int) -> dict:
     """Measure one size in its own process; the child's row plus peak RSS and wall time."""
     cmd = [sys.executable, str(HERE / "_scaling_child.py"), str(size), str(ticks),
-           str(density), str(seed), "parallel" if parallel else "serial"]
+           str(density), str(seed)]
     text, wall, rss = peak_rss_of(cmd)
     row = json.loads(next(ln for ln in reversed(text.splitlines()) if ln.startswith('{"size"')))
     row["peak_rss_mb"] = rss / 2**20
@@ -94,15 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--density", type=float, default=22.5,
                    help="most vehicles per lane-km (picks the grid size)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--parallel", action="store_true",
-                   help="the parallel car-following kernel (default: single-threaded)")
     p.add_argument("--plot", type=Path, default=HERE / "scaling.png")
     p.add_argument("--json", type=Path, help="append one JSON line per size here")
     a = p.parse_args(argv)
     rows = []
     for size in (int(s) for s in a.sizes.split(",")):
         print(f"{size:,d} vehicles ...", file=sys.stderr, flush=True)
-        rows.append(run_size(size, a.ticks, a.density, a.seed, a.parallel))
+        rows.append(run_size(size, a.ticks, a.density, a.seed))
         if a.json:
             with a.json.open("a") as f:
                 f.write(json.dumps(rows[-1]) + "\n")

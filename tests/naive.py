@@ -128,9 +128,21 @@ class StageMachine:
                 else:
                     self.enter(self.nxt)
             elif self.mode == "red" and self.t >= self.all_red - 1e-9:
-                self.enter(self.nxt)
+                self.enter(self.revert(req_link))
         self.t += dt
         return self.shown()
+
+    def revert(self, req_link):
+        """At the end of an all-red: the requested link's pre-emption stage instead of the
+        stage the transition led to, if that one does not serve it and nothing still green
+        would have to end."""
+        if req_link < 0 or self.serves[self.nxt][req_link]:
+            return self.nxt
+        ps = self.pre[req_link]
+        kept = all(self.green(c) for a, b, c in
+                   zip(self.stages[self.stage], self.stages[self.nxt], self.stages[ps],
+                       strict=True) if self.green(a) and self.green(b))
+        return ps if kept else self.nxt
 
     def enter(self, s):
         self.stage = self.nxt = s

@@ -26,7 +26,7 @@ from citytwin.agents.controllers import ControlFleet
 from citytwin.agents.detectors import DetectorFleet, LoopDetector
 from citytwin.agents.kernels.routes import apply_routes
 from citytwin.agents.kernels.state import LaneState
-from citytwin.agents.kernels.tick import FINISHED, NEED_ROOM, run_ticks, run_ticks_parallel
+from citytwin.agents.kernels.tick import FINISHED, NEED_ROOM, run_ticks
 from citytwin.agents.signals import SignalController, SignalFleet
 from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
 from citytwin.errors import NetworkError, SimulationError
@@ -65,7 +65,6 @@ class City(mesa.Model):
         self.network = network
         self.config = config or SimConfig()
         self._wall_clock = wall_clock
-        self._run_ticks = run_ticks_parallel if self.config.parallel else run_ticks
         self.sim_time = 0.0
         self.tick = 0
         self.step_wall_seconds = 0.0
@@ -192,10 +191,10 @@ class City(mesa.Model):
         """Load the compiled kernels (compiling them on a machine's first run) now, so that
         the first step's wall time, and ``step_wall_seconds``, do not include it."""
         cfg, fleet = self.config, self.fleet
-        self._run_ticks(0, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, False,
-                        self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types,
-                        self.roads, self.lanes, fleet.trips, fleet.route_edges, fleet.arrays,
-                        self.metrics.arrays, self.control.arrays, self.emergency)
+        run_ticks(0, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, False,
+                  self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types,
+                  self.roads, self.lanes, fleet.trips, fleet.route_edges, fleet.arrays,
+                  self.metrics.arrays, self.control.arrays, self.emergency)
 
     def step(self) -> None:
         """Advance the city by one tick."""
@@ -212,7 +211,7 @@ class City(mesa.Model):
         ran = 0
         while ran < n_ticks:
             chunk = min(n_ticks - ran, self._ticks_to_boundary())
-            done, why = self._run_ticks(
+            done, why = run_ticks(
                 chunk, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, stop_when_done,
                 self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types, self.roads,
                 self.lanes, fleet.trips, fleet.route_edges, fleet.arrays, self.metrics.arrays,

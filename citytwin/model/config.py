@@ -28,8 +28,6 @@ class SimConfig:
             seconds (SUMO's ``max-gap``).
         warmup: The signal KPIs (intersection wait, queue, throughput) count from this sim
             time on, s; a multiple of ``summary_interval``.
-        parallel: Run the car-following kernel on all cores (numba ``parallel=True``;
-            byte-identical results, one more compile on first use).
     """
 
     dt: float = 1.0
@@ -40,7 +38,6 @@ class SimConfig:
     detector_gap: float = 2.0
     max_gap: float = 3.0
     warmup: float = 0.0
-    parallel: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.dt <= 10:

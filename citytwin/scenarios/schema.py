@@ -235,7 +235,6 @@ class SimulationSpec(_Table):
     detector_gap: float = Field(default=_SC.detector_gap, gt=0)
     max_gap: float = Field(default=_SC.max_gap, gt=0)
     warmup: float = Field(default=_SC.warmup, ge=0)
-    parallel: bool = _SC.parallel
 
     @model_validator(mode="after")
     def _interval(self) -> Self:

@@ -54,15 +54,6 @@ def test_same_seed_same_bytes_and_other_seed_differs(small_grid):
     assert a[0] != c[0]
 
 
-def test_parallel_kernels_give_the_same_bytes(small_grid):
-    def run(parallel):
-        city = make_city(small_grid, seed=5, mesa_agents=False, parallel=parallel)
-        city.run_for(700)
-        return _parquet_bytes(city.trips_table()), _parquet_bytes(city.summary_table())
-    serial, parallel = run(False), run(True)
-    assert serial == parallel and len(serial[0]) > 1000
-
-
 def test_trip_records_have_tripinfo_semantics(small_grid):
     city = make_city(small_grid, vehs_per_hour=600, end=300)
     city.run_for(900)

@@ -67,13 +67,10 @@ njit_pipelined = numba.njit(parallel=_PIPELINE, **NJIT_FLAGS)  # type: ignore[ca
 warnings.filterwarnings("ignore", message=r"(?s).*The keyword argument 'parallel=True' was "
                         r"specified but no transformation", category=NumbaPerformanceWarning)
 
-#: For the kernels whose iterations are independent (``numba.prange`` loops): the same, with
-#: those loops run on all cores; a run uses that flavour when ``SimConfig.parallel`` is set.
-#: Each iteration writes only its own rows (arrays passed on their own: numba drops writes
-#: made inside a parallel loop through an array held in a named tuple), so both flavours give
-#: the same bytes.
-njit_parallel = numba.njit(parallel={**_PIPELINE, "prange": True},  # type: ignore[call-overload]
-                           **NJIT_FLAGS)
+# No kernel runs on several cores: a car-following kernel with ``numba.prange`` (the same
+# bytes out) stepped 0.9-1.12x as fast as this serial one on 2 cores (benchmarks/RESULTS.md),
+# and numba crashes loading a cached serial kernel that calls a parallel one (numba issue
+# 8578), which a tick kernel calling it is.
 
 #: For small helpers called in hot loops: compiled into their callers (no call overhead).
 #:

@@ -297,7 +297,7 @@ def _advance(k, t, dt, ctl, det_last_on, roads):
             else:
                 _enter(k, ctl.nxt[k], ctl)
         elif m == CLEARING_RED and ctl.t_mode[k] >= ctl.all_red[k] - _EPS:
-            _enter(k, ctl.nxt[k], ctl)
+            _enter(k, _revert(k, cur, ctl.nxt[k], pre, ctl), ctl)
     ctl.t_mode[k] += dt
 
 
@@ -317,6 +317,25 @@ def _same_kept(ctl, a, b, c):
         if ga and (_green(ctl.stage_codes[pb + q]) != _green(ctl.stage_codes[pc + q])):
             return False
     return True
+
+
+@njit
+def _revert(k, a, b, pre, ctl):
+    """The stage to enter at the end of the all-red of a transition from ``a`` to ``b``:
+    ``b``, or the pre-emption stage of the requested link ``pre`` when ``b`` does not serve it
+    and every link still green (green in ``a`` and ``b``) stays green in it. A red revert: the
+    links that ended have shown their yellow and all-red in full and ``b`` never began, so no
+    clearance or minimum green is cut short, and the request does not wait for a whole extra
+    stage (clearance, ``b``'s minimum green, clearance again)."""
+    if pre < 0 or _serves(ctl, b, pre - ctl.link_ptr[k]):
+        return b
+    c = ctl.pre_stage[pre]
+    pa, pb, pc = ctl.codes_ptr[a], ctl.codes_ptr[b], ctl.codes_ptr[c]
+    for q in range(ctl.codes_ptr[a + 1] - pa):
+        if (_green(ctl.stage_codes[pa + q]) and _green(ctl.stage_codes[pb + q])
+                and not _green(ctl.stage_codes[pc + q])):
+            return b
+    return c
 
 
 @njit

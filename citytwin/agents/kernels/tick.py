@@ -9,7 +9,6 @@ pays no interpreter cost per tick; ``City.step`` calls it for a single tick.
 
 from __future__ import annotations
 
-import types
 from typing import NamedTuple
 
 import numpy as np
@@ -30,7 +29,6 @@ from citytwin.agents.kernels.traffic import (
     S_SPEED,
     S_TELEPORTS,
     follow,
-    follow_parallel,
     merge_inserted,
     move,
     prepass,
@@ -102,8 +100,7 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
     """Run up to ``n_ticks`` ticks starting at tick ``tick0``.
 
     ``ctl`` and ``em`` are the staged signal controllers and the emergency vehicles
-    (:mod:`citytwin.agents.kernels.control`). :data:`run_ticks_parallel` is the same with the
-    car-following on all cores (the same results).
+    (:mod:`citytwin.agents.kernels.control`).
 
     Returns ``(ticks_done, why)``: ``DONE`` after all ticks; ``NEED_ROOM`` before a tick whose
     departures need more vehicle slots than are free (the caller grows the fleet and calls
@@ -197,17 +194,3 @@ def _fold(met, n_on, n_ins, changes):
             met.queue_max[j] = q
         met.queue_prev[j] = met.junction_queue[j]
 
-
-def _run_ticks_with(follow_kernel, name):
-    """:func:`run_ticks`'s code calling ``follow_kernel``, as its own (cached) function (at
-    the end of the module: it takes the module's globals as they are now)."""
-    fn = types.FunctionType(run_ticks.py_func.__code__,
-                            {**run_ticks.py_func.__globals__, "follow": follow_kernel}, name)
-    fn.__qualname__ = name  # numba names its cache files after the qualified name
-    fn.__doc__ = run_ticks.py_func.__doc__
-    return njit(fn)
-
-
-#: :func:`run_ticks` calling :data:`~citytwin.agents.kernels.traffic.follow_parallel`:
-#: compiled (and cached) on first use only, as parallel code takes long to compile.
-run_ticks_parallel = _run_ticks_with(follow_parallel, "run_ticks_parallel")

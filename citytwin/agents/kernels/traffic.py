@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
-from citytwin.agents.kernels._config import njit, njit_inline, njit_parallel, njit_pipelined
+from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
 
 RED, YELLOW, MINOR, MAJOR = 0, 1, 2, 3
 HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
@@ -369,7 +368,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     Writes ``speed_next`` and ``cap_out`` (``veh.speed_next`` and ``veh.cap``: the most the
     vehicle may drive this tick without reaching a stopped obstacle or a leader at its
     emergency deceleration). Every vehicle reads the tick's state and writes only its own
-    row: :data:`follow_parallel` runs the vehicles on all cores.
+    row.
     """
     n_normal = roads.n_normal
     lane_speed, lane_length, conn_wait = roads.lane_speed, roads.lane_length, roads.conn_wait
@@ -378,7 +377,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     resp_ptr, resp, conn_to_lane = roads.conn_resp_ptr, roads.conn_resp, roads.conn_to_lane
     conn_state, occ, min_back, occ_go = ls.conn_state, ls.occ, ls.min_back, ls.occ_go
     min_back_go, approach, approach_wait = ls.min_back_go, ls.approach, ls.approach_wait
-    for k in numba.prange(n):
+    for k in range(n):
         i = order[k]
         ty = veh.vtype[i]
         a, b = types.accel[ty], types.decel[ty]
@@ -484,10 +483,6 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             vn = max(cap, 0.0) / dt
         speed_next[i] = vn
         cap_out[i] = cap
-
-
-#: :func:`follow` compiled with ``parallel=True``.
-follow_parallel = njit_parallel(follow.py_func)
 
 
 @njit_inline

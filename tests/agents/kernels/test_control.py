@@ -101,3 +101,47 @@ def test_stage_machine_matches_reference(strategy, net_name):
         changes += got != shown_before
         shown_before = got
     assert changes > 20  # the machine did run through many transitions
+
+
+def test_a_request_during_a_clearance_reverts_to_its_stage_after_the_all_red():
+    """A request for a link that is clearing (towards a stage that does not serve it) takes
+    the junction back to the link's pre-emption stage at the end of the all-red, with yellow
+    and all-red shown in full; the stage the clearance led to never begins."""
+    from citytwin.agents.conflict_monitor import ConflictMonitor, MonitorTiming
+
+    net = grid_network(1, 1, lanes=2, edge_length=150.0)
+    k = 0
+    fleet, _ = _fleet(net, k)
+    n = fleet.n_regular(k)
+    fleet.set_controller(k, FixedTime(Plan(15.0 * n, 0.0, tuple([10.0] * n))),
+                         Timing(yellow=3.0, all_red=2.0, min_green=4.0), max_hold=60.0)
+    a = fleet.arrays
+    mon = ConflictMonitor(net, k, MonitorTiming(min_green=4.0, yellow=3.0, red_clear=2.0),
+                          fleet.shown(k))
+    last_on = np.full(1, -1e18)
+    t = 0.0
+
+    def tick(req=-1, ev=-1):
+        nonlocal t
+        a.pre_link[k], a.pre_ev[k] = req, ev
+        kc._advance(k, t, 1.0, a, last_on, net.arrays)
+        t += 1.0
+        state = fleet.shown(k)
+        if state != mon.state:
+            assert mon.check(state, t) is None
+            mon.commit(state, t)
+
+    while a.mode[k] != kc.CLEARING_YELLOW:
+        tick()
+    cur, nxt = int(a.stage[k]), int(a.nxt[k])
+    lo = int(a.link_ptr[k])
+    link = next(q for q in range(int(a.link_ptr[k + 1]) - lo)
+                if a.serves[a.codes_ptr[cur] + q] and not a.serves[a.codes_ptr[nxt] + q]
+                and a.pre_stage[lo + q] >= 0)
+    modes = []
+    while a.mode[k] != kc.GREEN:
+        tick(lo + link, 0)
+        modes.append(int(a.mode[k]))
+    assert modes.count(kc.CLEARING_YELLOW) == 2 and modes.count(kc.CLEARING_RED) == 2
+    assert int(a.stage[k]) == int(a.pre_stage[lo + link]) != nxt
+    assert fleet.shown(k)[link] in "Gg"
