@@ -6,6 +6,11 @@ their own processes on exactly those routes. Prints, for both: vehicle-updates/s
 stepping loop, whole-process wall time, peak memory, trips finished, mean duration, timeLoss
 and waiting time, and the ratios. Needs the ``sumo`` extra (``pip install -e .[sumo]``).
 
+Speed on a shared 2-core VM moves by up to 2x from one run to the next (SUMO and citytwin
+alike), so ``--repeat N`` runs the pair N times, one after the other, and reports the median
+of each speed figure and the ratio of every pair; the results (trips, durations) must be the
+same in every repeat, and are checked to be.
+
     python benchmarks/compare_sumo.py --grid 10 --vph 6000 --duration 3600
     python benchmarks/compare_sumo.py --net some.net.xml --vph 3000 --duration 3600
 """
@@ -78,7 +83,8 @@ def write_routes(net_path: Path, vph: float, duration: float, seed: int, out: Pa
 def run_sumo(net: Path, rou: Path, end: float, out: Path, reuse: bool = False) -> dict:
     """SUMO's figures; with ``reuse``, those of an earlier run on the same net, routes and end
     (SUMO is deterministic for them; its speed figures are then the earlier run's)."""
-    key = hashlib.sha256(net.read_bytes() + rou.read_bytes() + repr(end).encode()).hexdigest()
+    net_xml = re.sub(rb"<!--.*?-->", b"", net.read_bytes(), flags=re.S)  # netgenerate's date
+    key = hashlib.sha256(net_xml + rou.read_bytes() + repr(end).encode()).hexdigest()
     cached = out / f"sumo-{key[:16]}.json"
     if reuse and cached.is_file():
         return json.loads(cached.read_text())
@@ -145,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="trips between any two edges (default: fringe to fringe)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--json", type=Path, help="append the result as a JSON line here")
+    p.add_argument("--repeat", type=int, default=1,
+                   help="run both this many times; speed figures are the medians")
     p.add_argument("--reuse-sumo", action="store_true",
                    help="take SUMO's figures from an earlier run on the same inputs (for "
                    "model work; its speed figures are then not from this run)")
@@ -153,8 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     end = a.end if a.end is not None else 2 * a.duration
     net = build_grid(a.grid, a.lanes, a.length, a.out) if a.grid else a.net
     rou = write_routes(net, a.vph, a.duration, a.seed, a.out, fringe_only=not a.all_edges)
-    ct = run_citytwin(net, rou, end)
-    su = run_sumo(net, rou, end, a.out, reuse=a.reuse_sumo)
+    cts, sus = [], []
+    for _ in range(max(a.repeat, 1)):
+        cts.append(run_citytwin(net, rou, end))
+        sus.append(run_sumo(net, rou, end, a.out, reuse=a.reuse_sumo))
+    ct, su = _median_of(cts), _median_of(sus)
     rows = ["updates_per_second", "step_wall_seconds", "wall_seconds", "peak_rss_mb",
             "trips_finished", "mean_duration_s", "mean_time_loss_s", "mean_waiting_time_s",
             "teleports"]
@@ -166,11 +177,31 @@ def main(argv: list[str] | None = None) -> int:
         c, s = ct[r], su[r]
         ratio = c / s if isinstance(s, (int, float)) and s else float("nan")
         print(f"{r:24}{c:>14.4g}{s if s is not None else float('nan'):>14.4g}{ratio:>10.3f}")
+    pairs = [c["updates_per_second"] / s["updates_per_second"] for c, s in zip(cts, sus,
+                                                                                  strict=True)]
+    if len(pairs) > 1:
+        print(f"updates/s ratio of each pair: {', '.join(f'{x:.1f}' for x in pairs)}")
     if a.json:
         with a.json.open("a") as f:
             f.write(json.dumps({"net": net.name, "vph": a.vph, "duration": a.duration,
-                                "citytwin": ct, "sumo": su}) + "\n")
+                                "all_edges": a.all_edges, "citytwin": ct, "sumo": su,
+                                "citytwin_runs": cts, "sumo_runs": sus,
+                                "pair_ratios": pairs}) + "\n")
     return 0
+
+
+SPEED = ("updates_per_second", "step_wall_seconds", "wall_seconds", "peak_rss_mb")
+
+
+def _median_of(runs: list[dict]) -> dict:
+    """One row: the median of each speed figure; the results, which every run must share."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if key in SPEED:
+            out[key] = float(np.median([r[key] for r in runs]))
+        elif any(r[key] != value for r in runs):
+            sys.exit(f"{key} differs between repeats: {[r[key] for r in runs]}")
+    return out
 
 
 if __name__ == "__main__":

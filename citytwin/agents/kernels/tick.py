@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from citytwin.agents.kernels._config import njit
+from citytwin.agents.kernels._config import njit, njit_pipelined
 from citytwin.agents.kernels.control import control_step
 from citytwin.agents.kernels.emergency import emergency_step
 from citytwin.agents.kernels.insertion import insert
@@ -94,7 +94,7 @@ class MetricArrays(NamedTuple):
     acc: np.ndarray
 
 
-@njit
+@njit_pipelined
 def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, types, roads,
               ls, trips, route_edges, fl, met, ctl, em):
     """Run up to ``n_ticks`` ticks starting at tick ``tick0``.
@@ -121,8 +121,9 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
         if c[N_BACKLOG] + due_end - c[NEXT_TRIP] > c[N_FREE]:
             return done, NEED_ROOM
 
-        control_step(t, dt, ctl, em, sig.state_codes, sig.external, det.last_on, veh, types,
-                     roads, route_edges, fl.order, c[N_ORDER])
+        if ctl.params[0] > 0.0:  # staged controllers (a call costs microseconds: bundles)
+            control_step(t, dt, ctl, em, sig.state_codes, sig.external, det.last_on, veh,
+                         types, roads, route_edges, fl.order, c[N_ORDER])
         signals_step(t, dt, max_gap, sig.cur, sig.elapsed, sig.kind, sig.phase_ptr, sig.ph_dur,
                      sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr, sig.state_codes,
                      sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls, roads.conn_link,
@@ -156,7 +157,8 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
         n_out = move(fl.order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                      met.junction_wait, met.junction_queue, met.junction_passed,
                      met.edge_speed_sum, met.edge_count, fl.arrived, met.tick_stats)
-        emergency_step(em, veh, types, roads, ls, fl.inserted, n_ins, fl.arrived, n_out)
+        if em.ev_slot.shape[0]:
+            emergency_step(em, veh, types, roads, ls, fl.inserted, n_ins, fl.arrived, n_out)
         for q in range(n_out):  # free the slots; the lowest is handed out first again
             fl.free_slots[n_free + q] = fl.arrived[n_out - 1 - q]
         n_free += n_out
