@@ -70,7 +70,7 @@ def tls_programs(city, kind: str) -> str:
 
 
 def run_sumo(net: Path, rou: Path, add: Path, out: Path) -> dict[str, float]:
-    tripinfo = out.with_suffix(".tripinfo.xml")
+    tripinfo = out.parent / f"{out.name}.tripinfo.xml"
     cmd = [sumo_bin("sumo"), "-n", str(net), "-r", str(rou), "-a", str(add),
            "--step-length", "1", "--tripinfo-output", str(tripinfo), "--no-step-log", "true",
            "--time-to-teleport", "300", "--default.action-step-length", "1",

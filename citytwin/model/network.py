@@ -106,6 +106,7 @@ class _Conn:
     tls: int
     link: int
     shape: list[tuple[float, float]]
+    speed: float | None = None
     foes: set[int] = field(default_factory=set)
     response: set[int] = field(default_factory=set)
 
@@ -205,11 +206,14 @@ class NetworkBuilder:
     def add_connection(self, from_edge: str, from_lane: int, to_edge: str, to_lane: int, *,
                        length: float, direction: str = "s", state: str = "M",
                        tls: str | None = None, link_index: int = -1,
-                       shape: Sequence[tuple[float, float]] | None = None) -> int:
+                       shape: Sequence[tuple[float, float]] | None = None,
+                       speed: float | None = None) -> int:
         """Add a lane-to-lane connection through the junction at the end of ``from_edge``.
 
         ``state`` is the SUMO link state of an unsignalised connection (``M`` major, ``m``
         minor, ...); a signalised one names its controller ``tls`` and ``link_index``.
+        ``speed``: the speed limit through the junction, m/s (SUMO's internal lanes have one
+        from the turn's radius); by default the slower of the two lanes, turns at most 50 km/h.
         """
         fe, te = self.edge_index(from_edge), self.edge_index(to_edge)
         if not 0 <= from_lane < len(self._edge_lanes[fe]):
@@ -233,9 +237,13 @@ class NetworkBuilder:
         if shape is None:
             shape = [self._edge_shape[fe][-1], self._edge_shape[te][0]]
         length = max(float(length), MIN_INTERNAL_LENGTH)
+        if speed is not None and not speed > 0:
+            raise NetworkError(f"connection {from_edge!r} -> {to_edge!r}: speed must be > 0, "
+                               f"got {speed}")
         self._conns.append(_Conn(fe, from_lane, te, to_lane, length, self._edge_to[fe],
                                  direction, static, tls_i, int(link_index),
-                                 [(float(a), float(b)) for a, b in shape]))
+                                 [(float(a), float(b)) for a, b in shape],
+                                 None if speed is None else float(speed)))
         return len(self._conns) - 1
 
     def set_conflicts(self, conn: int, foes: Iterable[int], response: Iterable[int]) -> None:
@@ -405,9 +413,11 @@ class Network:
             to_lane = int(self.edge_first_lane[c.to_edge]) + c.to_lane
             c_from[i], c_to[i] = from_lane, to_lane
             lane_length[via] = c.length
-            # Speed through a junction: the slower of the two lanes, and turns at most 50 km/h.
-            v = min(lane_speed[from_lane], lane_speed[to_lane])
-            lane_speed[via] = min(v, 13.89) if c.direction in "lLrRt" else v
+            if c.speed is not None:
+                lane_speed[via] = c.speed
+            else:  # the slower of the two lanes, and turns at most 50 km/h
+                v = min(lane_speed[from_lane], lane_speed[to_lane])
+                lane_speed[via] = min(v, 13.89) if c.direction in "lLrRt" else v
             lane_conn[via] = i
             out_rows[from_lane].append(i)
         self.conn_from_lane, self.conn_to_lane = c_from, c_to

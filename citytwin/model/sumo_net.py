@@ -6,7 +6,8 @@ sumolib, the SUMO project's own reader, parses the file; this module maps what i
 - edges with at least one lane open to passenger cars, and only those lanes (lane ids stay
   SUMO's, so ``"e_1"`` is the same lane in both tools even when ``e_0`` is a sidewalk);
 - each lane-to-lane connection between kept lanes, with the length of its chain of internal
-  (``via``) lanes, its direction, its signal link index and its unsignalised state;
+  (``via``) lanes, their speed limit, its direction, its signal link index and its
+  unsignalised state;
 - conflicts straight from the junctions' request matrices: ``foes`` are the links that cross
   or merge, ``response`` the links a connection must yield to;
 - the last loaded program of each traffic light (SUMO's active one), static or actuated, with
@@ -106,7 +107,7 @@ def _convert(net) -> Network:
                 if (from_lane.getID() not in kept_lane or to_lane.getID() not in kept_lane
                         or not c.allows(VCLASS)):
                     continue
-                length, shape = _via_chain(net, c)
+                length, shape, speed = _via_chain(net, c)
                 tls = c.getTLSID() or None
                 if tls is not None and tls not in tls_kept:
                     raise NetworkError(f"connection {from_lane.getID()} -> {to_lane.getID()} "
@@ -115,7 +116,8 @@ def _convert(net) -> Network:
                     c.getFrom().getID(), kept_lane[from_lane.getID()],
                     c.getTo().getID(), kept_lane[to_lane.getID()],
                     length=length, direction=c.getDirection(), state=_static_state(c),
-                    tls=tls, link_index=c.getTLLinkIndex() if tls else -1, shape=shape)
+                    tls=tls, link_index=c.getTLLinkIndex() if tls else -1, shape=shape,
+                    speed=speed)
 
     for (node_id, index), conn in conn_of_link.items():
         node = net.getNode(node_id)
@@ -140,9 +142,11 @@ def _static_state(c) -> str:
     return state
 
 
-def _via_chain(net, c) -> tuple[float, list[tuple[float, float]]]:
-    """Length and shape of a connection's path through its junction (its internal lanes)."""
+def _via_chain(net, c) -> tuple[float, list[tuple[float, float]], float | None]:
+    """Length, shape and speed limit (the least of its internal lanes', None without any) of
+    a connection's path through its junction."""
     length = 0.0
+    speed: float | None = None
     shape: list[tuple[float, float]] = []
     via = c.getViaLaneID()
     seen = set()
@@ -150,12 +154,13 @@ def _via_chain(net, c) -> tuple[float, list[tuple[float, float]]]:
         seen.add(via)
         lane = net.getLane(via)
         length += lane.getLength()
+        speed = lane.getSpeed() if speed is None else min(speed, lane.getSpeed())
         shape.extend(lane.getShape())
         nxt = lane.getOutgoing()
         via = nxt[0].getViaLaneID() if nxt else ""
     if not shape:
         shape = [c.getFromLane().getShape()[-1], c.getToLane().getShape()[0]]
-    return length, shape
+    return length, shape, speed
 
 
 def _programs(net, edges) -> list[tuple[SignalProgram, list[str]]]:

@@ -57,6 +57,10 @@ def test_signalised_net_imports_every_element(tls_net):
     def chain_length(via: str | None) -> float:
         return float(lanes[via].get("length")) + chain_length(next_via.get(via)) if via else 0.0
 
+    def chain_speed(via: str | None) -> float:
+        return min(float(lanes[via].get("speed")), chain_speed(next_via.get(via))) if via \
+            else np.inf
+
     for c in range(tls_net.n_connections):
         el = file_conns[_conn_key(tls_net, c)]
         # Signal link index and controller as in the file.
@@ -66,6 +70,12 @@ def test_signalised_net_imports_every_element(tls_net):
         # Length through the junction: the chain of internal lanes the connection runs on.
         assert tls_net.lane_length[tls_net.n_normal_lanes + c] == pytest.approx(
             chain_length(el.get("via")))
+        # Speed through it: the least of those lanes' limits (turns are slower).
+        assert tls_net.lane_speed[tls_net.n_normal_lanes + c] == pytest.approx(
+            chain_speed(el.get("via")))
+    turns = [c for c in range(tls_net.n_connections) if tls_net.conn_direction[c] in "lr"]
+    assert turns and all(tls_net.lane_speed[tls_net.n_normal_lanes + c]
+                         < tls_net.lane_speed[tls_net.conn_from_lane[c]] for c in turns)
     # Lane lengths and speeds.
     for k, lane_id in enumerate(tls_net.lane_ids):
         assert tls_net.lane_length[k] == pytest.approx(float(lanes[lane_id].get("length")))
