@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import pyarrow.parquet as pq
 import pytest
@@ -269,3 +270,36 @@ def test_left_turner_waits_inside_and_lets_its_lane_drive_on(small_grid):
             passed += sum(1 for j in inside if veh.lane[j] - nn != c and veh.speed[j] > 1.0
                           and net.conn_from_lane[veh.lane[j] - nn] == net.conn_from_lane[c])
     assert passed > 0
+
+
+def test_vehicles_brake_late_for_a_slower_junction_lane():
+    """A turn with a lower speed limit: the vehicle keeps its speed until braking at its
+    comfortable deceleration gets it to the turn's limit at the stop line (as SUMO's do), and
+    enters the turn at that limit, not faster."""
+    b = NetworkBuilder()
+    for jid, x in (("a", 0.0), ("m", 400.0), ("z", 600.0)):
+        b.add_junction(jid, x, 0.0)
+    b.add_edge("in", "a", "m", [(400.0, 13.89)])
+    b.add_edge("out", "m", "z", [(200.0, 13.89)])
+    b.add_connection("in", 0, "out", 0, length=8.0, speed=5.0)
+    b.derive_conflicts()
+    net = b.build()
+    city = City(net, Demand(trips=[Trip("v", 0.0, "in", "out")]), rng=1,
+                config=SimConfig(mesa_agents=False))
+    veh, decel = city.fleet.veh, city.vtypes[0].decel
+    approach, turn = [], []  # (distance to the stop line, speed) before it; speeds in the turn
+    for _ in range(60):
+        city.step()
+        i = int(veh.alive.nonzero()[0][0])
+        if veh.lane[i] == 0:
+            approach.append((400.0 - float(veh.pos[i]), float(veh.speed[i])))
+        elif veh.lane[i] == net.n_normal_lanes:
+            turn.append(float(veh.speed[i]))
+        else:
+            break
+    top = max(v for _, v in approach)
+    assert top > 13.0 and turn
+    braking = (top**2 - 5.0**2) / (2 * decel) + 2 * top  # braking distance and 2 s of driving
+    assert min(v for d, v in approach if d >= braking) >= top - 0.05  # no early braking
+    assert max(turn) <= 5.0 + 1e-6
+    assert all(x - y <= decel + 1e-6 for (_, x), (_, y) in itertools.pairwise(approach))

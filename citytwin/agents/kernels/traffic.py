@@ -455,8 +455,10 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                     r += 1
                 first = False
                 vn = min(v_type, lane_speed[cl] * sf)
-                if v > vn:  # slow down in time for a slower lane (turns)
-                    vs = min(vs, v - (v * v - vn * vn) / (2.0 * max(dist, 0.5)) * dt)
+                if v > vn:  # slow down for a slower lane (turns), braking at b as late as
+                    # one-step braking allows (as SUMO's vehicles do), not all along the way
+                    bdt = b * dt
+                    vs = min(vs, max(vn, np.sqrt(bdt * bdt + vn * vn + 2.0 * b * dist) - bdt))
                 if stop >= 0.0:
                     vs = min(vs, idm_speed(v, vmax, stop - STOP_LINE_GAP, 0.0, a, b, 0.0, T,
                                            dl, dt))
