@@ -43,7 +43,7 @@ assert _VT.delta == 4.0  # the free-road term below is written for IDM's usual e
 # -- plain Mesa -------------------------------------------------------------------------------
 def idm(v: float, gap: float, dv: float) -> float:
     """IDM acceleration at speed ``v`` behind a leader ``gap`` m ahead closing at ``dv``
-    (citytwin's ``traffic.idm``, term by term)."""
+    (citytwin's ``kernels.idm.idm``, term by term)."""
     s_star = S0 + max(0.0, v * TAU + v * dv / (2.0 * SQRT_AB))
     r = s_star / max(gap, 0.01)
     x = v / VMAX

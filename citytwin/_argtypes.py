@@ -29,8 +29,8 @@ def positive_int(text: str) -> int:
     return value
 
 
-def seconds(text: str) -> float:
-    """A finite number of seconds > 0 (also for other positive quantities)."""
+def positive_float(text: str) -> float:
+    """A finite number > 0 (seconds, a speed factor)."""
     try:
         value = float(text)
     except ValueError:

@@ -93,7 +93,7 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                    help="a built-in scenario name (see 'citytwin list') or a .toml file")
     p.add_argument("--seed", type=argtypes.non_negative_int, default=None,
                    help="seed of the run (default: the scenario's seed)")
-    p.add_argument("--duration", type=argtypes.seconds, default=None, metavar="S",
+    p.add_argument("--duration", type=argtypes.positive_float, default=None, metavar="S",
                    help="run exactly S sim seconds (default: the scenario's duration, or "
                    "until every trip finished)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -106,7 +106,7 @@ def _add_run(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
                      "FILE (default: an embedded broker on a free loopback port)")
     hil.add_argument("--clock", choices=("fast", "realtime", "lockstep"), default=None,
                      help="clock mode (default: the scenario's)")
-    hil.add_argument("--factor", type=argtypes.seconds, default=None, metavar="F",
+    hil.add_argument("--factor", type=argtypes.positive_float, default=None, metavar="F",
                      help="realtime: sim seconds per wall second (default: the scenario's)")
     hil.add_argument("--strict", action="store_true",
                      help="realtime: fail at the first overrun")
@@ -184,7 +184,7 @@ def _add_compare(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
                    help="number of seeds (the scenario's seed and the N-1 after it)")
     p.add_argument("--first-seed", type=argtypes.non_negative_int, default=None, metavar="S",
                    help="first seed (default: the scenario's)")
-    p.add_argument("--duration", type=argtypes.seconds, default=None, metavar="S",
+    p.add_argument("--duration", type=argtypes.positive_float, default=None, metavar="S",
                    help="run exactly S sim seconds (default: the scenario's)")
     p.add_argument("--workers", type=argtypes.positive_int, default=2, metavar="W",
                    help="worker processes (default 2; 1 runs in this process)")

@@ -43,7 +43,7 @@ def add_bridge_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", default="lab", type=argtypes.name, help="site id (default: lab)")
     parser.add_argument("--baud", type=argtypes.positive_int, default=115200, metavar="N",
                         help="serial speed (default: 115200)")
-    parser.add_argument("--retry-cap", type=argtypes.seconds, default=5.0, metavar="S",
+    parser.add_argument("--retry-cap", type=argtypes.positive_float, default=5.0, metavar="S",
                         help="longest wait between attempts to reopen a lost port "
                         "(default: 5)")
     _add_log_level(parser)

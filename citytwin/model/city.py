@@ -190,11 +190,7 @@ class City(mesa.Model):
     def compile(self) -> None:
         """Load the compiled kernels (compiling them on a machine's first run) now, so that
         the first step's wall time, and ``step_wall_seconds``, do not include it."""
-        cfg, fleet = self.config, self.fleet
-        run_ticks(0, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, False,
-                  self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types,
-                  self.roads, self.lanes, fleet.trips, fleet.route_edges, fleet.arrays,
-                  self.metrics.arrays, self.control.arrays, self.emergency)
+        self._run_ticks(0, stop_when_done=False)
 
     def step(self) -> None:
         """Advance the city by one tick."""
@@ -211,11 +207,7 @@ class City(mesa.Model):
         ran = 0
         while ran < n_ticks:
             chunk = min(n_ticks - ran, self._ticks_to_boundary())
-            done, why = run_ticks(
-                chunk, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap, stop_when_done,
-                self.signals.arrays, self.detectors.arrays, fleet.veh, fleet.types, self.roads,
-                self.lanes, fleet.trips, fleet.route_edges, fleet.arrays, self.metrics.arrays,
-                self.control.arrays, self.emergency)
+            done, why = self._run_ticks(chunk, stop_when_done)
             ran += done
             self.tick += done
             self.sim_time = self.tick * cfg.dt
@@ -230,6 +222,15 @@ class City(mesa.Model):
             elif why == FINISHED:
                 break
         return ran
+
+    def _run_ticks(self, n_ticks: int, stop_when_done: bool) -> tuple[int, int]:
+        """One call of the tick kernel on the city's current arrays: ``(ticks run, why)``."""
+        cfg, fleet = self.config, self.fleet
+        return run_ticks(n_ticks, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap,
+                         stop_when_done, self.signals.arrays, self.detectors.arrays, fleet.veh,
+                         fleet.types, self.roads, self.lanes, fleet.trips, fleet.route_edges,
+                         fleet.arrays, self.metrics.arrays, self.control.arrays,
+                         self.emergency)
 
     def _ticks_to_boundary(self) -> int:
         """Ticks until the next summary interval closes or the next reroute is due."""

@@ -42,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline
+from citytwin.agents.kernels.right_of_way import HALT_SPEED
 from citytwin.agents.kernels.strategies import (
     _EPS,
     ACTUATED,
@@ -51,7 +52,8 @@ from citytwin.agents.kernels.strategies import (
     _decide,
     _green,
 )
-from citytwin.agents.kernels.traffic import HALT_SPEED, RED, YELLOW, find_conn
+from citytwin.agents.kernels.traffic import find_conn
+from citytwin.agents.roads import RED, YELLOW
 
 __all__ = ["ACTUATED", "CLEARING_RED", "CLEARING_YELLOW", "FIXED", "GREEN", "MAX_PRESSURE",
            "NOT_STAGED", "SOTL", "ControlArrays", "EmergencyArrays", "control_step"]

@@ -10,7 +10,7 @@ the stop line (a halted vehicle near the line counts too). Each link counts once
 from __future__ import annotations
 
 from citytwin.agents.kernels._config import njit
-from citytwin.agents.kernels.traffic import MINOR
+from citytwin.agents.roads import MINOR
 
 
 @njit

@@ -12,7 +12,9 @@ from __future__ import annotations
 import math
 
 from citytwin.agents.kernels._config import njit, njit_inline
-from citytwin.agents.kernels.traffic import HALT_SPEED, RED, YELLOW, find_conn
+from citytwin.agents.kernels.right_of_way import HALT_SPEED
+from citytwin.agents.kernels.traffic import find_conn
+from citytwin.agents.roads import RED, YELLOW
 
 
 @njit

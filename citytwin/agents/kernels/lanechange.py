@@ -12,7 +12,8 @@ tick, so changes never create overlaps.
 from __future__ import annotations
 
 from citytwin.agents.kernels._config import njit_inline, njit_pipelined
-from citytwin.agents.kernels.traffic import find_conn, idm, idm_free
+from citytwin.agents.kernels.idm import idm, idm_free
+from citytwin.agents.kernels.traffic import find_conn
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
 GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it
@@ -28,7 +29,7 @@ def _slot_after(lane_i, p, order, lane_start, pos):
     """Index in ``order`` of the first vehicle on ``lane_i`` at or ahead of position ``p``.
 
     Hot helpers here take the arrays they read, never the array bundles (see
-    :func:`~citytwin.agents.kernels.traffic.foes_inside`).
+    :func:`~citytwin.agents.kernels.right_of_way.foes_inside`).
     """
     lo, hi = lane_start[lane_i], lane_start[lane_i + 1]
     while lo < hi:

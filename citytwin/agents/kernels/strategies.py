@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from citytwin.agents.kernels._config import njit, njit_inline
-from citytwin.agents.kernels.traffic import MINOR
+from citytwin.agents.roads import MINOR
 
 #: Strategies (``ControlArrays.strategy``).
 FIXED, ACTUATED, MAX_PRESSURE, SOTL = 0, 1, 2, 3

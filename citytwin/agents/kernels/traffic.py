@@ -9,20 +9,15 @@ loop detectors). Vehicles are kept ordered by lane and, within a lane, by positi
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
+from citytwin.agents.kernels.idm import idm_free_speed, idm_speed
+from citytwin.agents.kernels.right_of_way import HALT_SPEED, foes_inside, link_open, wait_open
+from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
 
-RED, YELLOW, MINOR, MAJOR = 0, 1, 2, 3
-HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
 LOOKAHEAD = 250.0         # m; beyond this the road counts as free
 STOP_LINE_GAP = 0.5       # m; vehicles stop this far before a stop line
-CONFLICT_WINDOW = 4.0     # s; a foe inside the junction matters when we arrive within this
-IMPATIENCE = 20.0         # s; after waiting this long a minor vehicle accepts short gaps
-MIN_GAP_TIME = 1.5        # s; the shortest gap an impatient vehicle accepts
-NUMERICAL_EPS = 0.001     # m, m/s; SUMO's floor for gaps and desired speeds in the IDM
 STATS = 8                 # length of the per-tick stats vector of move()
 S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOVED = range(8)
 
@@ -117,49 +112,6 @@ def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarr
     return first
 
 
-@njit_inline
-def idm(v: float, v0: float, gap: float, dv: float, a: float, b: float, s0: float,
-        T: float, delta: float) -> float:
-    """IDM acceleration for speed ``v``, desired speed ``v0``, net gap ``gap`` to a leader
-    closing at ``dv`` (own speed minus the leader's)."""
-    s_star = s0 + max(0.0, v * T + v * dv / (2.0 * math.sqrt(a * b)))
-    s = max(gap, 0.01)
-    r = s_star / s
-    return a * (1.0 - _pow(v / v0, delta) - r * r)
-
-
-@njit_inline
-def _pow(x: float, delta: float) -> float:
-    """``x ** delta``, without a call to pow for IDM's usual exponent 4."""
-    if delta == 4.0:
-        x2 = x * x
-        return x2 * x2
-    return x ** delta
-
-
-@njit_inline
-def idm_free(v: float, v0: float, a: float, delta: float) -> float:
-    """IDM acceleration on a free road."""
-    return a * (1.0 - _pow(v / v0, delta))
-
-
-@njit_inline
-def idm_speed(v: float, v0: float, gap: float, v_lead: float, a: float, b: float, s0: float,
-              T: float, delta: float, dt: float) -> float:
-    """The speed after ``dt`` behind a leader ``gap`` m ahead driving at ``v_lead`` (one
-    Euler step of the IDM; ``s0`` 0 for a stop line, as SUMO's ``stopSpeed``). SUMO's floors
-    keep the gap and the desired speed off zero."""
-    s = s0 + max(0.0, v * T + v * (v - v_lead) / (2.0 * math.sqrt(a * b)))
-    r = s / max(gap, NUMERICAL_EPS)
-    return max(0.0, v + a * (1.0 - _pow(v / max(v0, NUMERICAL_EPS), delta) - r * r) * dt)
-
-
-@njit_inline
-def idm_free_speed(v: float, v0: float, a: float, delta: float, dt: float) -> float:
-    """:func:`idm_speed` on a free road."""
-    return max(0.0, v + a * (1.0 - _pow(v / max(v0, NUMERICAL_EPS), delta)) * dt)
-
-
 @njit
 def prepass(order, n, veh, types, roads, ls):
     """Per-lane tails, junction occupancy, reserved space and approach times for this tick."""
@@ -241,126 +193,6 @@ def prepass(order, n, veh, types, roads, ls):
             ls.approach_wait[c] = veh.halt_cont[front] if v < HALT_SPEED else -1.0
 
 
-@njit_inline
-def foes_inside(c, lo, hi, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ, min_back, occ_go,
-                min_back_go) -> bool:
-    """Is a vehicle inside a foe of connection ``c`` and not yet past their conflict point
-    (for a merging foe: still inside at all)? Only foes that ``c`` meets between ``lo`` and
-    ``hi`` metres along it count; a vehicle standing at the wait point of a foe that yields to
-    ``c`` there does not.
-
-    Like every helper called per vehicle, it takes the arrays it reads, not the bundles
-    (see :mod:`citytwin.agents.kernels._config`).
-    """
-    for q in range(foe_ptr[c], foe_ptr[c + 1]):
-        at = foe_at[q]
-        if at < lo or at >= hi:
-            continue
-        f = foe[q]
-        clear = foe_clear[q]
-        o, mb = (occ_go[f], min_back_go[f]) if foe_yields[q] else (occ[f], min_back[f])
-        if clear == np.inf:
-            if o > 0:
-                return True
-        elif clear >= 0.0 and mb < clear:  # clear < 0: no common point
-            return True
-    return False
-
-
-@njit_inline
-def _yields_to_none(c, clear, mine, resp_ptr, resp, approach, approach_wait) -> bool:
-    """Does no vehicle that link ``c`` must yield to arrive before ``clear`` seconds?
-    ``mine``: how long the asking vehicle has stood (-1: it moves)."""
-    for q in range(resp_ptr[c], resp_ptr[c + 1]):
-        f = resp[q]
-        if approach[f] < clear:
-            # Yield cycles (mutual or round-robin yielding, common in SUMO's joined
-            # junctions) would wait forever: among standing vehicles the one that has
-            # waited longest goes (ties: the lower link). The move kernel's foe check
-            # keeps two of them from entering in the same tick.
-            w = approach_wait[f]
-            if not (0.0 <= w < mine or (w == mine >= 0.0 and f > c)):
-                return False
-    return True
-
-
-@njit_inline
-def _time_to_cover(d: float, v: float, a: float, vmax: float) -> float:
-    """Seconds to drive ``d`` metres from speed ``v``, accelerating at ``a`` up to ``vmax``."""
-    if v >= vmax:
-        return d / max(v, 0.1)
-    t_acc = (vmax - v) / a
-    d_acc = v * t_acc + 0.5 * a * t_acc * t_acc
-    if d <= d_acc:
-        return (math.sqrt(v * v + 2.0 * a * d) - v) / a
-    return t_acc + (d - d_acc) / vmax
-
-
-@njit_inline
-def _clear_time(eta, d, v, halt, length, accel, max_speed, speed_factor, speed_through):
-    """Seconds until a vehicle ``eta`` s from a conflict zone ``d`` m long has left it (an
-    impatient one, halting for long, accepts a gap that makes the foe brake)."""
-    if halt >= IMPATIENCE:
-        return eta + MIN_GAP_TIME
-    vmax = min(max_speed, speed_through * speed_factor)
-    return eta + _time_to_cover(d + length, v, accel, vmax) + 1.0
-
-
-@njit_inline
-def _link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, via_length,
-               via_speed, wait, box_free, foe_ptr, foe, foe_clear, foe_at, foe_yields,
-               resp_ptr, resp, conn_state, occ, min_back, occ_go, min_back_go, approach,
-               approach_wait) -> bool:
-    """May a vehicle (speed ``v``, halting for ``halt`` s, of the given type parameters),
-    ``dist`` metres before the stop line of link ``c``, drive on?
-
-    ``via_length``, ``via_speed`` and ``wait`` describe the connection's path through the
-    junction; ``box_free``: its exit lane has room for the vehicle or is moving. A yielding
-    (minor) link with a wait point is entered once the foes met before that point are clear:
-    the vehicle yields to the others at the wait point (:func:`_wait_open`). (Helpers take at
-    most 30 arguments: Python passes more as a tuple, which numba cannot inline.)
-    """
-    st = conn_state[c]
-    if st == RED:
-        return False
-    if st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5:
-        return False  # can stop comfortably: do so
-    eta = dist / max(v, 1.0)
-    if eta < CONFLICT_WINDOW:
-        inner = st == MINOR and wait >= 0.0
-        if foes_inside(c, 0.0, wait if inner else np.inf, foe_ptr, foe, foe_clear, foe_at,
-                       foe_yields, occ, min_back, occ_go, min_back_go):
-            return False
-        if st == MINOR and not inner:
-            clear = _clear_time(eta, via_length, v, halt, length, accel, max_speed,
-                                speed_factor, via_speed)
-            if not _yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr,
-                                   resp, approach, approach_wait):
-                return False
-        if not box_free:  # do not block the box
-            return False
-    return True
-
-
-@njit_inline
-def _wait_open(c, dist, v, halt, length, accel, max_speed, speed_factor, via_length, via_speed,
-               wait, foe_ptr, foe, foe_clear, foe_at, foe_yields, resp_ptr, resp, occ,
-               min_back, occ_go, min_back_go, approach, approach_wait) -> bool:
-    """May a vehicle inside (or entering) connection ``c``, ``dist`` metres before its wait
-    point ``wait``, drive past it: are the foes met beyond the point clear and does no vehicle
-    it yields to arrive before it has crossed?"""
-    eta = dist / max(v, 1.0)
-    if eta >= CONFLICT_WINDOW:
-        return True
-    if foes_inside(c, wait, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ,
-                   min_back, occ_go, min_back_go):
-        return False
-    clear = _clear_time(eta, via_length - wait, v, halt, length, accel, max_speed,
-                        speed_factor, via_speed)
-    return _yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr, resp,
-                           approach, approach_wait)
-
-
 @njit_pipelined
 def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out):
     """Choose every running vehicle's speed for this tick (IDM, stop lines, right of way).
@@ -392,7 +224,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
         if lane_i >= n_normal:
             c = lane_i - n_normal
             w = conn_wait[c]
-            if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not _wait_open(
+            if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not wait_open(
                     c, w - p, v, halt, length, a, v_type, sf, lane_length[lane_i],
                     lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
                     resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
@@ -433,7 +265,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                         to = conn_to_lane[c]
                         box_free = (ls.tail_back[to] - ls.reserved[to] >= length + s0
                                     or ls.tail_speed[to] >= 2.0)
-                    if c < 0 or not _link_open(
+                    if c < 0 or not link_open(
                             c, dist, v, halt, length, a, b, v_type, sf, lane_length[via],
                             lane_speed[via], conn_wait[c], box_free, foe_ptr, foe, foe_clear,
                             foe_at, foe_yields, resp_ptr, resp, conn_state, occ, min_back,
@@ -444,7 +276,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                         break
                     cl = n_normal + c
                     w = conn_wait[c]
-                    if w >= 0.0 and conn_state[c] != MAJOR and not _wait_open(
+                    if w >= 0.0 and conn_state[c] != MAJOR and not wait_open(
                             c, dist + w, v, halt, length, a, v_type, sf, lane_length[via],
                             lane_speed[via], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
                             resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,

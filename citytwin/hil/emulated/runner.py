@@ -205,12 +205,12 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
                         help="announce that the simulator may wait for this device each tick")
     parser.add_argument("--seed", type=argtypes.non_negative_int, default=0, metavar="N",
                         help="seed of the meter's load profile (default: 0)")
-    parser.add_argument("--exit-after", type=argtypes.seconds, default=None, metavar="S",
+    parser.add_argument("--exit-after", type=argtypes.positive_float, default=None, metavar="S",
                         help="exit once the simulator has been offline for S wall seconds")
-    parser.add_argument("--link-timeout", type=argtypes.seconds, default=3.0, metavar="S",
+    parser.add_argument("--link-timeout", type=argtypes.positive_float, default=3.0, metavar="S",
                         help="drone: return home after S wall seconds without the simulator "
                         "(default: 3)")
-    parser.add_argument("--period", type=argtypes.seconds, default=5.0, metavar="S",
+    parser.add_argument("--period", type=argtypes.positive_float, default=5.0, metavar="S",
                         help="meter: sim seconds between readings (default: 5)")
     parser.add_argument("--log-level", default="info",
                         choices=("debug", "info", "warning", "error"),

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citytwin.agents.kernels import traffic
+from citytwin.agents.kernels import idm, traffic
 from tests import naive
 
 
@@ -60,34 +60,34 @@ def test_merge_inserted_matches_a_full_sort(n, n_lanes, seed):
 @given(st.floats(0, 40), st.floats(1, 40), st.floats(-5, 300), st.floats(-30, 30))
 def test_idm_matches_reference(v, v0, gap, dv):
     args = (v, v0, gap, dv, 2.6, 4.5, 2.5, 1.0, 4.0)
-    assert traffic.idm(*args) == pytest.approx(naive.idm(*args), rel=1e-12, abs=1e-12)
+    assert idm.idm(*args) == pytest.approx(naive.idm(*args), rel=1e-12, abs=1e-12)
 
 
 def test_idm_free_road_and_standstill():
     # On a free road at the desired speed IDM neither accelerates nor brakes.
-    assert traffic.idm_free(10.0, 10.0, 2.6, 4.0) == pytest.approx(0.0)
+    assert idm.idm_free(10.0, 10.0, 2.6, 4.0) == pytest.approx(0.0)
     # Standing right behind a stopped leader at the minimum gap: no push forward.
-    assert traffic.idm(0.0, 13.9, 2.5, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0) == pytest.approx(0.0)
+    assert idm.idm(0.0, 13.9, 2.5, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0) == pytest.approx(0.0)
     # Closing fast on a near obstacle brakes hard.
-    assert traffic.idm(14.0, 14.0, 10.0, 14.0, 2.6, 4.5, 2.5, 1.0, 4.0) < -9.0
+    assert idm.idm(14.0, 14.0, 10.0, 14.0, 2.6, 4.5, 2.5, 1.0, 4.0) < -9.0
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0, 40), st.floats(1, 40), st.floats(-5, 300), st.floats(0, 40))
 def test_idm_speed_is_one_euler_step_of_the_idm(v, v0, gap, v_lead):
     args = (v, v0, gap, v_lead, 2.6, 4.5, 2.5, 1.0, 4.0)
-    acc = naive.idm(v, v0, max(gap, traffic.NUMERICAL_EPS), v - v_lead, *args[4:])
-    assert traffic.idm_speed(*args, 1.0) == pytest.approx(max(0.0, v + acc), abs=1e-9)
+    acc = naive.idm(v, v0, max(gap, idm.NUMERICAL_EPS), v - v_lead, *args[4:])
+    assert idm.idm_speed(*args, 1.0) == pytest.approx(max(0.0, v + acc), abs=1e-9)
 
 
 def test_idm_speed_stops_short_of_obstacles_and_creeps_only_to_stop_lines():
     # Closing on a stopped leader inside the minimum gap: stop, and stay stopped.
-    assert traffic.idm_speed(3.05, 13.89, 2.4, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0, 1.0) == 0.0
-    assert traffic.idm_speed(0.0, 13.89, 2.4, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0, 1.0) == 0.0
+    assert idm.idm_speed(3.05, 13.89, 2.4, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0, 1.0) == 0.0
+    assert idm.idm_speed(0.0, 13.89, 2.4, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0, 1.0) == 0.0
     # A stop line has no minimum gap (s0 = 0): a vehicle short of it moves up.
-    assert traffic.idm_speed(0.0, 13.89, 2.4, 0.0, 2.6, 4.5, 0.0, 1.0, 4.0, 1.0) > 0.0
+    assert idm.idm_speed(0.0, 13.89, 2.4, 0.0, 2.6, 4.5, 0.0, 1.0, 4.0, 1.0) > 0.0
     # Never negative.
-    assert traffic.idm_speed(14.0, 14.0, 0.5, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0, 1.0) == 0.0
+    assert idm.idm_speed(14.0, 14.0, 0.5, 0.0, 2.6, 4.5, 2.5, 1.0, 4.0, 1.0) == 0.0
 
 
 def test_find_conn_matches_reference(small_grid):
