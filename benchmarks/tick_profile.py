@@ -36,7 +36,6 @@ def one_tick(city: City, times: dict[str, float]) -> None:
     veh, types, roads, ls = fl_.veh, fl_.types, city.roads, city.lanes
     trips, route_edges, fl, met = fl_.trips, fl_.route_edges, fl_.arrays, city.metrics.arrays
     c = fl.counts
-    n_lanes = roads.lane_length.shape[0]
     tick, dt = city.tick, cfg.dt
     t = tick * dt
     due_end = int(c[tk.NEXT_TRIP])
@@ -57,14 +56,14 @@ def one_tick(city: City, times: dict[str, float]) -> None:
           sig.state_codes, sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls,
           roads.conn_link, roads.conn_static, ls.conn_state, sig.switched)
     n = timed("sort", sort_by_lane, fl.order, c[tk.N_ORDER], veh.alive, veh.lane, veh.pos,
-              n_lanes, fl.tmp, ls.lane_start)
+              fl.tmp, ls)
     changes = 0
     if n:
         changes = timed("lane change", lane_change, fl.order, n, veh, types, roads, ls,
                         route_edges, t, tick, dt)
         if changes:
-            n = timed("sort", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos, n_lanes,
-                      fl.tmp, ls.lane_start)
+            n = timed("sort", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp,
+                      ls)
     timed("prepass", prepass, fl.order, n, veh, types, roads, ls)
     nb = int(c[tk.N_BACKLOG])
     for tr in range(int(c[tk.NEXT_TRIP]), due_end):
@@ -78,8 +77,7 @@ def one_tick(city: City, times: dict[str, float]) -> None:
                                  tick, fl.inserted)
     c[tk.N_ALIVE] += n_ins
     if n_ins:
-        timed("insertion", merge_inserted, fl.order, n_sorted, n_ins, veh.lane, ls.lane_start,
-              fl.tmp)
+        timed("insertion", merge_inserted, fl.order, n_sorted, n_ins, veh.lane, fl.tmp, ls)
     n_on = int(c[tk.N_ALIVE])
     timed("follow", follow, fl.order, n, veh, types, roads, ls, route_edges, dt, veh.speed_next,
           veh.cap)

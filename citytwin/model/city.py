@@ -25,7 +25,7 @@ import pyarrow as pa
 from citytwin.agents.controllers import ControlFleet
 from citytwin.agents.detectors import DetectorFleet, LoopDetector
 from citytwin.agents.kernels.routes import apply_routes
-from citytwin.agents.kernels.state import LaneState
+from citytwin.agents.kernels.state import new_lane_state
 from citytwin.agents.kernels.tick import FINISHED, NEED_ROOM, run_ticks
 from citytwin.agents.signals import SignalController, SignalFleet
 from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
@@ -101,15 +101,8 @@ class City(mesa.Model):
         self.detectors = DetectorFleet(n_lanes, det_ids, det_lane, det_pos)
         self.signals = SignalFleet(network.programs, det_of_phase, n_conns)
         self._install_signals(det_of_lane, trips)
-        self.lanes = LaneState(
-            lane_start=np.zeros(n_lanes + 1, np.int32), tail_back=np.zeros(n_lanes),
-            tail_speed=np.zeros(n_lanes), occ=np.zeros(n_conns, np.int32),
-            min_back=np.zeros(n_conns), occ_go=np.zeros(n_conns, np.int32),
-            min_back_go=np.zeros(n_conns),
-            reserved=np.zeros(n_lanes), approach=np.zeros(n_conns),
-            approach_wait=np.zeros(n_conns),
-            conn_state=network.conn_static.copy(), lc_stamp=np.full(n_lanes, -1, np.int64),
-            edge_stamp=np.full(network.n_edges, -1, np.int64))
+        self.lanes = new_lane_state(network.lane_length, n_conns, network.n_edges,
+                                    network.conn_static.copy())
         has_conn = np.zeros(network.n_junctions, bool)
         has_conn[network.conn_junction] = True
         signalised = np.zeros(network.n_junctions, bool)

@@ -13,7 +13,7 @@ import math
 
 from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
-from citytwin.agents.kernels.traffic import find_conn
+from citytwin.agents.kernels.traffic import find_conn, mark_tail
 from citytwin.agents.roads import RED, YELLOW
 
 
@@ -109,6 +109,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         if math.isinf(ls.tail_speed[best]) and best_c >= 0:
             _approach(best_c, roads.lane_length[best] - veh.pos[i], v, types.decel[ty],
                       ls.conn_state, ls.approach, ls.approach_wait)
+        mark_tail(best, roads.lane_length, ls.tail_back, ls.tail_speed, ls.tails, ls.counts)
         ls.tail_back[best] = veh.pos[i] - length
         ls.tail_speed[best] = v
         order[n_order] = i

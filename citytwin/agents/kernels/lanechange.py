@@ -25,13 +25,13 @@ REACH_DEPTH = 6       # edges looked at for that (chains of short edges in impor
 
 
 @njit_inline
-def _slot_after(lane_i, p, order, lane_start, pos):
+def _slot_after(lane_i, p, order, span, pos):
     """Index in ``order`` of the first vehicle on ``lane_i`` at or ahead of position ``p``.
 
     Hot helpers here take the arrays they read, never the array bundles (see
     :func:`~citytwin.agents.kernels.right_of_way.foes_inside`).
     """
-    lo, hi = lane_start[lane_i], lane_start[lane_i + 1]
+    lo, hi = span[lane_i, 0], span[lane_i, 1]
     while lo < hi:
         mid = (lo + hi) // 2
         if pos[order[mid]] < p:
@@ -66,19 +66,19 @@ def _reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edg
 
 
 @njit_inline
-def _accel_on(i, lane_i, order, lane_start, vtype, speed, pos, lane_speed, t_length, t_min_gap,
+def _accel_on(i, lane_i, order, span, vtype, speed, pos, lane_speed, t_length, t_min_gap,
               t_accel, t_decel, t_max_speed, t_tau, t_delta, t_speed_factor):
     """IDM acceleration of vehicle ``i`` if it were on ``lane_i`` (own lane: leader only)."""
     ty = vtype[i]
     v, p = speed[i], pos[i]
     vmax = min(t_max_speed[ty], lane_speed[lane_i] * t_speed_factor[ty])
     acc = idm_free(v, vmax, t_accel[ty], t_delta[ty])
-    q = _slot_after(lane_i, p + 1e-9, order, lane_start, pos)
-    if q < lane_start[lane_i + 1]:
+    q = _slot_after(lane_i, p + 1e-9, order, span, pos)
+    if q < span[lane_i, 1]:
         j = order[q]
         if j == i:
             q += 1
-            if q >= lane_start[lane_i + 1]:
+            if q >= span[lane_i, 1]:
                 return acc
             j = order[q]
         gap = pos[j] - t_length[vtype[j]] - p
@@ -88,7 +88,7 @@ def _accel_on(i, lane_i, order, lane_start, vtype, speed, pos, lane_speed, t_len
 
 
 @njit_inline
-def _safe(i, tl, relaxed, order, lane_start, vtype, speed, pos, lane_speed, t_length,
+def _safe(i, tl, relaxed, order, span, vtype, speed, pos, lane_speed, t_length,
           t_min_gap, t_accel, t_decel, t_emergency_decel, t_max_speed, t_tau, t_delta,
           t_speed_factor, dt):
     """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot)."""
@@ -96,9 +96,9 @@ def _safe(i, tl, relaxed, order, lane_start, vtype, speed, pos, lane_speed, t_le
     v, p, length = speed[i], pos[i], t_length[ty]
     bsafe = t_emergency_decel[ty] * 0.5 if relaxed else t_decel[ty]
     s_min = 0.5 if relaxed else t_min_gap[ty]
-    q = _slot_after(tl, p, order, lane_start, pos)
-    follower = order[q - 1] if q > lane_start[tl] else -1
-    if q < lane_start[tl + 1]:
+    q = _slot_after(tl, p, order, span, pos)
+    follower = order[q - 1] if q > span[tl, 0] else -1
+    if q < span[tl, 1]:
         j = order[q]
         gap = pos[j] - t_length[vtype[j]] - p
         if gap < s_min:
@@ -128,7 +128,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     """Decide and carry out lane changes for this tick. Returns the number of changes."""
     n_normal = roads.n_normal
     vtype, speed, pos = veh.vtype, veh.speed, veh.pos
-    lane_speed, lane_start = roads.lane_speed, ls.lane_start
+    lane_speed, span = roads.lane_speed, ls.lane_span
     t_length, t_min_gap, t_accel, t_decel = types.length, types.min_gap, types.accel, types.decel
     t_emergency, t_max_speed, t_tau = types.emergency_decel, types.max_speed, types.tau
     t_delta, t_speed_factor = types.delta, types.speed_factor
@@ -176,7 +176,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                 if ls.lc_stamp[tl] == tick:
                     continue
                 urgent = to_end + max(own, 0.0) < URGENT
-                ok, follower = _safe(i, tl, urgent, order, lane_start, vtype, speed, pos,
+                ok, follower = _safe(i, tl, urgent, order, span, vtype, speed, pos,
                                      lane_speed, t_length, t_min_gap, t_accel, t_decel,
                                      t_emergency, t_max_speed, t_tau, t_delta, t_speed_factor,
                                      dt)
@@ -185,19 +185,19 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                                veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
                                conn_to_lane)
                     changes += 1
-                elif _swap(i, lane_i, tl, order, lane_start, ls.lc_stamp, veh.lane,
+                elif _swap(i, lane_i, tl, order, span, ls.lc_stamp, veh.lane,
                            veh.lc_time, pos, vtype, veh.next_conn, veh.ridx, veh.route_len,
                            veh.route_start, t_length, route_edges, lane_out_ptr, lane_out,
                            conn_to_edge, conn_to_lane, t, tick):
                     changes += 2
                 elif follower >= 0 and urgent:
-                    _ask_room(i, tl, order, lane_start, pos, vtype, veh.coop, t_length)
+                    _ask_room(i, tl, order, span, pos, vtype, veh.coop, t_length)
                 continue
             if own < 0:
                 continue  # the edge cannot lead on: the vehicle will be teleported
         if (tick + i) % TACTICAL_EVERY or t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
             continue
-        here = _accel_on(i, lane_i, order, lane_start, vtype, speed, pos, lane_speed, t_length,
+        here = _accel_on(i, lane_i, order, span, vtype, speed, pos, lane_speed, t_length,
                          t_min_gap, t_accel, t_decel, t_max_speed, t_tau, t_delta,
                          t_speed_factor)
         if here > 0.0 and speed[i] > 0.9 * lane_speed[lane_i]:
@@ -210,11 +210,11 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                 side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
                 if side < min(own, REACH):
                     continue  # would lead less far along the route
-            there = _accel_on(i, tl, order, lane_start, vtype, speed, pos, lane_speed,
+            there = _accel_on(i, tl, order, span, vtype, speed, pos, lane_speed,
                               t_length, t_min_gap, t_accel, t_decel, t_max_speed, t_tau,
                               t_delta, t_speed_factor)
             if there > here + GAIN:
-                ok, _ = _safe(i, tl, False, order, lane_start, vtype, speed, pos, lane_speed,
+                ok, _ = _safe(i, tl, False, order, span, vtype, speed, pos, lane_speed,
                               t_length, t_min_gap, t_accel, t_decel, t_emergency, t_max_speed,
                               t_tau, t_delta, t_speed_factor, dt)
                 if ok:
@@ -259,10 +259,10 @@ def _cache_reach(i, lane_i, first, nl, r, rs, last, route_edges, lane_out_ptr, l
 
 
 @njit_inline
-def _fits(x, lane_i, p, length, skip1, skip2, order, lane_start, pos, vtype, t_length):
+def _fits(x, lane_i, p, length, skip1, skip2, order, span, pos, vtype, t_length):
     """Would a vehicle of ``length`` with its front at ``p`` on ``lane_i`` keep 0.5 m from the
     vehicles there (ignoring ``skip1`` and ``skip2``)?"""
-    for q in range(lane_start[lane_i], lane_start[lane_i + 1]):
+    for q in range(span[lane_i, 0], span[lane_i, 1]):
         j = order[q]
         if j in (skip1, skip2, x):
             continue
@@ -277,7 +277,7 @@ def _fits(x, lane_i, p, length, skip1, skip2, order, lane_start, pos, vtype, t_l
 
 
 @njit_inline
-def _swap(i, lane_i, tl, order, lane_start, lc_stamp, lane, lc_time, pos, vtype, next_conn,
+def _swap(i, lane_i, tl, order, span, lc_stamp, lane, lc_time, pos, vtype, next_conn,
           ridx, route_len, route_start, t_length, route_edges, lane_out_ptr, lane_out,
           conn_to_edge, conn_to_lane, t, tick) -> bool:
     """Swap places with a vehicle beside ``i`` on ``tl`` that needs ``i``'s lane (two
@@ -285,7 +285,7 @@ def _swap(i, lane_i, tl, order, lane_start, lc_stamp, lane, lc_time, pos, vtype,
     if lc_stamp[lane_i] == tick:
         return False
     p, li = pos[i], t_length[vtype[i]]
-    for q in range(lane_start[tl], lane_start[tl + 1]):
+    for q in range(span[tl, 0], span[tl, 1]):
         j = order[q]
         lj = t_length[vtype[j]]
         if abs(pos[j] - p) > 0.5 * min(li, lj) or next_conn[j] >= 0:
@@ -297,8 +297,8 @@ def _swap(i, lane_i, tl, order, lane_start, lc_stamp, lane, lc_time, pos, vtype,
         n2j = route_edges[rsj + rj + 2] if rj + 2 <= lastj else -1
         if find_conn(lane_i, nj, n2j, lane_out_ptr, lane_out, conn_to_edge, conn_to_lane) < 0:
             continue
-        if not (_fits(i, tl, p, li, i, j, order, lane_start, pos, vtype, t_length)
-                and _fits(j, lane_i, pos[j], lj, i, j, order, lane_start, pos, vtype,
+        if not (_fits(i, tl, p, li, i, j, order, span, pos, vtype, t_length)
+                and _fits(j, lane_i, pos[j], lj, i, j, order, span, pos, vtype,
                           t_length)):
             return False
         r, last, rs = ridx[i], route_len[i] - 1, route_start[i]
@@ -312,14 +312,14 @@ def _swap(i, lane_i, tl, order, lane_start, lc_stamp, lane, lc_time, pos, vtype,
 
 
 @njit_inline
-def _ask_room(i, tl, order, lane_start, pos, vtype, coop, t_length):
+def _ask_room(i, tl, order, span, pos, vtype, coop, t_length):
     """Ask the first vehicle on ``tl`` wholly behind ``i`` to hold back and open a gap
     (vehicles beside ``i`` cannot help: they drive on and free the place)."""
     back = pos[i] - t_length[vtype[i]]
-    q = _slot_after(tl, pos[i], order, lane_start, pos) - 1
-    while q >= lane_start[tl] and pos[order[q]] > back - 0.5:
+    q = _slot_after(tl, pos[i], order, span, pos) - 1
+    while q >= span[tl, 0] and pos[order[q]] > back - 0.5:
         q -= 1
-    if q >= lane_start[tl]:
+    if q >= span[tl, 0]:
         f = order[q]
         if coop[f] < 0:
             coop[f] = i

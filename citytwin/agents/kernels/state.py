@@ -69,12 +69,18 @@ class TripArrays(NamedTuple):
     stops: np.ndarray        # i4
 
 
+N_BUSY, N_TAILS = 0, 1  # LaneState.counts
+
+
 class LaneState(NamedTuple):
     """Per-tick views of lanes and connections computed by the prepass."""
 
-    lane_start: np.ndarray   # i4[n_lanes+1] CSR into the sorted order
+    lane_span: np.ndarray    # i4[n_lanes, 2] a lane's vehicles are order[span[l, 0]:span[l, 1]]
+    busy: np.ndarray         # i4[n_lanes] the lanes with vehicles, ascending (counts[N_BUSY])
     tail_back: np.ndarray    # f8[n_lanes] back position of the last vehicle (lane length if empty)
-    tail_speed: np.ndarray   # f8[n_lanes]
+    tail_speed: np.ndarray   # f8[n_lanes] its speed (inf if empty)
+    tails: np.ndarray        # i4[n_lanes] the lanes whose tail is not the empty one (N_TAILS)
+    counts: np.ndarray       # i8[2] N_BUSY, N_TAILS
     occ: np.ndarray          # i4[n_conns] vehicles whose front is inside each connection
     min_back: np.ndarray     # f8[n_conns] rearmost back position on each connection (inf: none)
     occ_go: np.ndarray       # i4[n_conns] the same two for the vehicles not standing at or
@@ -97,3 +103,18 @@ class Detectors(NamedTuple):
     present: np.ndarray      # u1[n_det] a vehicle is over the loop this tick
     occupied: np.ndarray     # f8[n_det] seconds occupied (accumulated)
     last_on: np.ndarray      # f8[n_det] last time a vehicle was over or passed the loop
+
+
+def new_lane_state(lane_length: np.ndarray, n_conns: int, n_edges: int,
+                   conn_state: np.ndarray) -> LaneState:
+    """The lane state of a network with no vehicle on it (every tail empty)."""
+    n_lanes = lane_length.shape[0]
+    return LaneState(
+        lane_span=np.zeros((n_lanes, 2), np.int32), busy=np.zeros(n_lanes, np.int32),
+        tail_back=lane_length.astype(np.float64), tail_speed=np.full(n_lanes, np.inf),
+        tails=np.zeros(n_lanes, np.int32), counts=np.zeros(2, np.int64),
+        occ=np.zeros(n_conns, np.int32), min_back=np.zeros(n_conns),
+        occ_go=np.zeros(n_conns, np.int32), min_back_go=np.zeros(n_conns),
+        reserved=np.zeros(n_lanes), approach=np.zeros(n_conns),
+        approach_wait=np.zeros(n_conns), conn_state=conn_state,
+        lc_stamp=np.full(n_lanes, -1, np.int64), edge_stamp=np.full(n_edges, -1, np.int64))

@@ -107,7 +107,6 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
     again); ``FINISHED`` when ``stop_when_done`` and no trip is left to run.
     """
     c = fl.counts
-    n_lanes = roads.lane_length.shape[0]
     n_trips = trips.depart.shape[0]
     for done in range(n_ticks):
         tick = tick0 + done
@@ -128,14 +127,12 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
                      sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr, sig.state_codes,
                      sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls, roads.conn_link,
                      roads.conn_static, ls.conn_state, sig.switched)
-        n = sort_by_lane(fl.order, c[N_ORDER], veh.alive, veh.lane, veh.pos, n_lanes, fl.tmp,
-                         ls.lane_start)
+        n = sort_by_lane(fl.order, c[N_ORDER], veh.alive, veh.lane, veh.pos, fl.tmp, ls)
         changes = 0
         if n:
             changes = lane_change(fl.order, n, veh, types, roads, ls, route_edges, t, tick, dt)
             if changes:
-                n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, n_lanes, fl.tmp,
-                                 ls.lane_start)
+                n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp, ls)
         prepass(fl.order, n, veh, types, roads, ls)
 
         nb = c[N_BACKLOG]
@@ -150,7 +147,7 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
                                       fl.inserted)
         c[N_ALIVE] += n_ins
         if n_ins:  # insertion kept the prepass's figures up to date; the order it cannot
-            merge_inserted(fl.order, n_sorted, n_ins, veh.lane, ls.lane_start, fl.tmp)
+            merge_inserted(fl.order, n_sorted, n_ins, veh.lane, fl.tmp, ls)
 
         n_on = c[N_ALIVE]
         follow(fl.order, n, veh, types, roads, ls, route_edges, dt, veh.speed_next, veh.cap)

@@ -14,6 +14,7 @@ import numpy as np
 from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm_free_speed, idm_speed
 from citytwin.agents.kernels.right_of_way import HALT_SPEED, foes_inside, link_open, wait_open
+from citytwin.agents.kernels.state import N_BUSY, N_TAILS
 from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
 
 LOOKAHEAD = 250.0         # m; beyond this the road counts as free
@@ -24,47 +25,111 @@ S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOV
 
 @njit
 def sort_by_lane(order: np.ndarray, n: int, alive: np.ndarray, lane: np.ndarray,
-                 pos: np.ndarray, n_lanes: int, tmp: np.ndarray,
-                 lane_start: np.ndarray) -> int:
-    """Reorder ``order[:n]`` by (lane, position), dropping dead slots; fill ``lane_start``.
+                 pos: np.ndarray, tmp: np.ndarray, ls) -> int:
+    """Reorder ``order[:n]`` by (lane, position), dropping dead slots, and index the lanes
+    (:func:`index_lanes`). Returns the new count.
 
-    A stable counting sort by lane keeps last tick's order within each lane, so the insertion
-    sort by position that follows has almost nothing to do. Returns the new count.
+    Ties keep the order they had (the sort is stable). Most vehicles are still on the lane
+    they were on when the lanes were last indexed ("stayers": in order already, up to the odd
+    overtaking fixed by an insertion sort); the others ("movers": they entered a lane or
+    changed lanes) are sorted apart and merged in. The cost grows with the vehicles and the
+    movers, not with the size of the network.
     """
-    lane_start[:] = 0
+    span = ls.lane_span
+    top = tmp.shape[0] - 1
+    ns = nm = 0
     for k in range(n):
         i = order[k]
-        if alive[i]:
-            lane_start[lane[i] + 1] += 1
-    for lane_i in range(n_lanes):
-        lane_start[lane_i + 1] += lane_start[lane_i]
-    fill = lane_start[:-1].copy()
-    for k in range(n):
-        i = order[k]
-        if alive[i]:
-            tmp[fill[lane[i]]] = i
-            fill[lane[i]] += 1
-    m = lane_start[n_lanes]
-    for lane_i in range(n_lanes):
-        s, e = lane_start[lane_i], lane_start[lane_i + 1]
-        for a in range(s + 1, e):
-            x = tmp[a]
-            px = pos[x]
-            b = a - 1
-            while b >= s and pos[tmp[b]] > px:
-                tmp[b + 1] = tmp[b]
-                b -= 1
-            tmp[b + 1] = x
-    order[:m] = tmp[:m]
-    return m
+        if not alive[i]:
+            continue
+        if span[lane[i], 0] <= k < span[lane[i], 1]:
+            tmp[ns] = i
+            ns += 1
+        else:  # movers go to the front of order (read already), their old index to tmp's end
+            order[nm] = i
+            tmp[top - nm] = k
+            nm += 1
+    for a in range(1, ns):  # stayers: by position within each lane
+        x = tmp[a]
+        lx, px = lane[x], pos[x]
+        b = a - 1
+        while b >= 0 and lane[tmp[b]] == lx and pos[tmp[b]] > px:
+            tmp[b + 1] = tmp[b]
+            b -= 1
+        tmp[b + 1] = x
+    movers = order[:nm].copy()
+    old_k = tmp[top - nm + 1:top + 1][::-1].copy()
+    perm = _by_lane_and_pos(movers, lane, pos)
+    a = b = 0
+    for out in range(ns + nm):  # merge; on a tie the one that came first before comes first
+        mover = b < nm
+        if mover and a < ns:
+            x, y = tmp[a], movers[perm[b]]
+            if lane[y] != lane[x]:
+                mover = lane[y] < lane[x]
+            elif pos[y] != pos[x]:
+                mover = pos[y] < pos[x]
+            else:  # the mover was before the stayer's lane, or after it
+                mover = old_k[perm[b]] < span[lane[x], 0]
+        if mover:
+            order[out] = movers[perm[b]]
+            b += 1
+        else:
+            order[out] = tmp[a]
+            a += 1
+    index_lanes(order, ns + nm, lane, ls)
+    return ns + nm
 
 
 @njit
-def merge_inserted(order: np.ndarray, n: int, n_ins: int, lane: np.ndarray,
-                   lane_start: np.ndarray, tmp: np.ndarray) -> None:
+def _by_lane_and_pos(slots: np.ndarray, lane: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The stable sorting permutation of ``slots`` by (lane, position)."""
+    m = slots.shape[0]
+    if m <= 16:
+        perm = np.arange(m)
+        for a in range(1, m):
+            x = perm[a]
+            lx, px = lane[slots[x]], pos[slots[x]]
+            b = a - 1
+            while b >= 0 and (lane[slots[perm[b]]] > lx or (
+                    lane[slots[perm[b]]] == lx and pos[slots[perm[b]]] > px)):
+                perm[b + 1] = perm[b]
+                b -= 1
+            perm[b + 1] = x
+        return perm
+    by_pos = np.argsort(pos[slots], kind="mergesort")
+    return by_pos[np.argsort(lane[slots[by_pos]], kind="mergesort")]
+
+
+@njit
+def index_lanes(order: np.ndarray, n: int, lane: np.ndarray, ls) -> None:
+    """Point ``ls.lane_span`` at each lane's vehicles in the sorted ``order[:n]`` and list
+    the lanes with vehicles in ``ls.busy``; only lanes busy before or now are written."""
+    span, busy, c = ls.lane_span, ls.busy, ls.counts
+    for q in range(c[N_BUSY]):
+        span[busy[q], 0] = 0
+        span[busy[q], 1] = 0
+    nb = 0
+    k = 0
+    while k < n:
+        lane_i = lane[order[k]]
+        e = k + 1
+        while e < n and lane[order[e]] == lane_i:
+            e += 1
+        span[lane_i, 0] = k
+        span[lane_i, 1] = e
+        busy[nb] = lane_i
+        nb += 1
+        k = e
+    c[N_BUSY] = nb
+
+
+@njit
+def merge_inserted(order: np.ndarray, n: int, n_ins: int, lane: np.ndarray, tmp: np.ndarray,
+                   ls) -> None:
     """Move the ``n_ins`` slots appended to the sorted ``order[:n]`` to the starts of their
-    lanes and update ``lane_start``: what :func:`sort_by_lane` would do, for vehicles just
-    inserted behind everything on their lanes (at most one per lane), without a full sort."""
+    lanes and index the lanes: what :func:`sort_by_lane` would do, for vehicles just inserted
+    behind everything on their lanes (at most one per lane), without a full sort."""
     ins = order[n:n + n_ins].copy()
     for a in range(1, n_ins):  # by lane (few)
         x = ins[a]
@@ -73,22 +138,25 @@ def merge_inserted(order: np.ndarray, n: int, n_ins: int, lane: np.ndarray,
             ins[b + 1] = ins[b]
             b -= 1
         ins[b + 1] = x
-    src = dst = 0
-    for q in range(n_ins):
-        start = lane_start[lane[ins[q]]]
-        m = start - src
-        tmp[dst:dst + m] = order[src:start]
-        dst += m
-        src = start
-        tmp[dst] = ins[q]
-        dst += 1
-    tmp[dst:dst + n - src] = order[src:n]
+    src = 0
+    for q in range(n_ins):  # each goes before the first vehicle on its lane or a later one
+        lq = lane[ins[q]]
+        while src < n and lane[order[src]] < lq:
+            tmp[src + q] = order[src]
+            src += 1
+        tmp[src + q] = ins[q]
+    tmp[src + n_ins:n + n_ins] = order[src:n]
     order[:n + n_ins] = tmp[:n + n_ins]
-    q = 0
-    for x in range(lane[ins[0]] + 1, lane_start.shape[0]):
-        while q < n_ins and lane[ins[q]] < x:
-            q += 1
-        lane_start[x] += q
+    index_lanes(order, n + n_ins, lane, ls)
+
+
+@njit_inline
+def mark_tail(lane_i, lane_length, tail_back, tail_speed, tails, counts):
+    """Call before setting the tail of ``lane_i`` outside the prepass: lists the lane among
+    those whose tail the next prepass resets (if it is not listed yet)."""
+    if np.isinf(tail_speed[lane_i]) and tail_back[lane_i] == lane_length[lane_i]:
+        tails[counts[N_TAILS]] = lane_i
+        counts[N_TAILS] += 1
 
 
 @njit_inline
@@ -114,9 +182,17 @@ def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarr
 
 @njit
 def prepass(order, n, veh, types, roads, ls):
-    """Per-lane tails, junction occupancy, reserved space and approach times for this tick."""
-    n_lanes = roads.lane_length.shape[0]
+    """Per-lane tails, junction occupancy, reserved space and approach times for this tick.
+
+    Works through the busy lanes only (``ls.busy``, from the last :func:`index_lanes` of
+    ``order[:n]``); the tails of the lanes emptied since the last prepass are reset.
+    """
     n_normal = roads.n_normal
+    busy, tails, counts = ls.busy, ls.tails, ls.counts
+    for q in range(counts[N_TAILS]):
+        lane_i = tails[q]
+        ls.tail_back[lane_i] = roads.lane_length[lane_i]
+        ls.tail_speed[lane_i] = np.inf
     ls.occ[:] = 0
     ls.min_back[:] = np.inf
     ls.occ_go[:] = 0
@@ -124,12 +200,10 @@ def prepass(order, n, veh, types, roads, ls):
     ls.reserved[:] = 0.0
     ls.approach[:] = np.inf
     ls.approach_wait[:] = -1.0
-    for lane_i in range(n_lanes):
-        s, e = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
-        if s == e:
-            ls.tail_back[lane_i] = roads.lane_length[lane_i]
-            ls.tail_speed[lane_i] = np.inf
-            continue
+    for q in range(counts[N_BUSY]):
+        lane_i = busy[q]
+        tails[q] = lane_i
+        s, e = ls.lane_span[lane_i, 0], ls.lane_span[lane_i, 1]
         j = order[s]
         ls.tail_back[lane_i] = veh.pos[j] - types.length[veh.vtype[j]]
         ls.tail_speed[lane_i] = veh.speed[j]
@@ -161,11 +235,12 @@ def prepass(order, n, veh, types, roads, ls):
                     if inside > 0.5 * lc_len:
                         ls.min_back[lc] = min(ls.min_back[lc], lc_len - inside)
                         ls.min_back_go[lc] = min(ls.min_back_go[lc], lc_len - inside)
-    for lane_i in range(n_normal):  # the lane fronts approaching links, once all is known
-        s, e = ls.lane_start[lane_i], ls.lane_start[lane_i + 1]
-        if s == e:
-            continue
-        front = order[e - 1]
+    counts[N_TAILS] = counts[N_BUSY]
+    for q in range(counts[N_BUSY]):  # the lane fronts approaching links, once all is known
+        lane_i = busy[q]
+        if lane_i >= n_normal:
+            break
+        front = order[ls.lane_span[lane_i, 1] - 1]
         c = veh.next_conn[front]
         if c < 0 or ls.conn_state[c] == RED:
             continue
@@ -295,7 +370,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                     vs = min(vs, idm_speed(v, vmax, stop - STOP_LINE_GAP, 0.0, a, b, 0.0, T,
                                            dl, dt))
                     cap = min(cap, max(stop - 1e-9, 0.0))
-                s, e = ls.lane_start[cl], ls.lane_start[cl + 1]
+                s, e = ls.lane_span[cl, 0], ls.lane_span[cl, 1]
                 if s < e:
                     j = order[s]
                     gap = dist + veh.pos[j] - types.length[veh.vtype[j]]
@@ -519,6 +594,8 @@ def _teleport(i, veh, types, roads, ls, route_edges) -> bool:
             if best < 0 or (c >= 0 and best_c < 0):
                 best, best_c = lane_i, c
         if best >= 0:
+            mark_tail(best, roads.lane_length, ls.tail_back, ls.tail_speed, ls.tails,
+                      ls.counts)
             veh.lane[i] = best
             veh.pos[i] = types.length[ty]
             veh.speed[i] = 0.0

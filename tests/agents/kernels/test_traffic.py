@@ -8,25 +8,49 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citytwin.agents.kernels import idm, traffic
+from citytwin.agents.kernels.state import N_BUSY, new_lane_state
 from tests import naive
 
 
+def _lanes(n_lanes):
+    return new_lane_state(np.full(n_lanes, 100.0), 0, 1, np.zeros(0, np.uint8))
+
+
+def _assert_indexed(ls, order, m, expect_start):
+    """``ls`` indexes ``order[:m]`` as the CSR ``expect_start`` does."""
+    n_lanes = expect_start.shape[0] - 1
+    busy = [lane for lane in range(n_lanes) if expect_start[lane + 1] > expect_start[lane]]
+    assert ls.busy[:ls.counts[N_BUSY]].tolist() == busy
+    for lane in range(n_lanes):
+        s, e = (expect_start[lane], expect_start[lane + 1]) if lane in busy else (0, 0)
+        assert tuple(ls.lane_span[lane]) == (s, e), lane
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.integers(1, 200), st.integers(1, 12), st.integers(0, 2**31 - 1))
-def test_sort_by_lane_matches_reference(n, n_lanes, seed):
+@given(st.integers(1, 200), st.integers(1, 12), st.integers(0, 2**31 - 1), st.integers(1, 4))
+def test_sort_by_lane_matches_reference(n, n_lanes, seed, ticks):
+    """Sorted from scratch, then tick after tick: some vehicles move on, change lanes,
+    overtake or leave (ties in position included); every sort is the reference's."""
     rng = np.random.default_rng(seed)
     cap = n + 5
     alive = (rng.random(cap) < 0.8).astype(np.uint8)
     lane = rng.integers(0, n_lanes, cap).astype(np.int32)
     pos = np.round(rng.random(cap) * 50, 1)  # rounding makes ties
     order = rng.permutation(cap)[:n].astype(np.int32)
-    expect_order, expect_start = naive.sort_by_lane(order.copy(), alive, lane, pos, n_lanes)
-    got_start = np.zeros(n_lanes + 1, np.int32)
-    m = traffic.sort_by_lane(order, n, alive, lane, pos, n_lanes,
-                             np.empty(cap, np.int32), got_start)
-    assert m == len(expect_order)
-    np.testing.assert_array_equal(order[:m], expect_order)
-    np.testing.assert_array_equal(got_start, expect_start)
+    ls, tmp = _lanes(n_lanes), np.empty(cap, np.int32)
+    m = n
+    for _ in range(ticks):
+        expect_order, expect_start = naive.sort_by_lane(order[:m].copy(), alive, lane, pos,
+                                                        n_lanes)
+        m = traffic.sort_by_lane(order, m, alive, lane, pos, tmp, ls)
+        assert m == len(expect_order)
+        np.testing.assert_array_equal(order[:m], expect_order)
+        _assert_indexed(ls, order, m, expect_start)
+        share = rng.choice([0.02, 0.2, 0.9])  # movers: a few, or many (both sorts of them)
+        moved = rng.random(cap) < share
+        lane[moved] = rng.integers(0, n_lanes, int(moved.sum()))
+        pos[:] = np.round(pos + rng.random(cap) * rng.choice([0.0, 0.3]), 1)
+        alive[rng.random(cap) < 0.05] = 0
 
 
 @settings(max_examples=100, deadline=None)
@@ -46,14 +70,13 @@ def test_merge_inserted_matches_a_full_sort(n, n_lanes, seed):
     pos[n:] = 5.0
     alive = np.ones(cap, np.uint8)
     order = np.arange(cap, dtype=np.int32)
-    start = np.zeros(n_lanes + 1, np.int32)
-    tmp = np.empty(cap, np.int32)
-    traffic.sort_by_lane(order, n, alive, lane, pos, n_lanes, tmp, start)
+    ls, tmp = _lanes(n_lanes), np.empty(cap, np.int32)
+    traffic.sort_by_lane(order, n, alive, lane, pos, tmp, ls)
     order[n:] = rng.permutation(np.arange(n, cap)).astype(np.int32)
     expect_order, expect_start = naive.sort_by_lane(order.copy(), alive, lane, pos, n_lanes)
-    traffic.merge_inserted(order, n, k, lane, start, tmp)
+    traffic.merge_inserted(order, n, k, lane, tmp, ls)
     np.testing.assert_array_equal(order, expect_order)
-    np.testing.assert_array_equal(start, expect_start)
+    _assert_indexed(ls, order, cap, expect_start)
 
 
 @settings(max_examples=200, deadline=None)
