@@ -54,7 +54,7 @@ def one_tick(city: City, times: dict[str, float]) -> None:
     timed("signals", signals_step, t, dt, cfg.max_gap, sig.cur, sig.elapsed, sig.kind,
           sig.phase_ptr, sig.ph_dur, sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr,
           sig.state_codes, sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls,
-          roads.conn_link, roads.conn_static, ls.conn_state, sig.switched)
+          roads.conn_link, roads.tls_conns, ls.conn_state, sig.switched)
     n = timed("sort", sort_by_lane, fl.order, c[tk.N_ORDER], veh.alive, veh.lane, veh.pos,
               fl.tmp, ls)
     changes = 0

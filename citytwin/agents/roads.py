@@ -64,6 +64,7 @@ class RoadArrays(NamedTuple):
     conn_tls: np.ndarray          # i4[n_conns] signal controller index, -1 if unsignalised
     conn_link: np.ndarray         # i4[n_conns] link index within its controller, -1 if none
     conn_static: np.ndarray       # u1[n_conns] state code when unsignalised (MAJOR or MINOR)
+    tls_conns: np.ndarray         # i4 the connections under a signal controller, ascending
     conn_foe_ptr: np.ndarray      # i4[n_conns+1] CSR: connections that conflict geometrically
     conn_foe: np.ndarray          # i4[...]
     conn_resp_ptr: np.ndarray     # i4[n_conns+1] CSR: foes this connection must yield to

@@ -201,14 +201,14 @@ class SignalFleet:
                 self.cur[k] = 0
 
     def step(self, t: float, dt: float, max_gap: float, det_last_on: np.ndarray,
-             conn_tls: np.ndarray, conn_link: np.ndarray, conn_static: np.ndarray,
+             conn_tls: np.ndarray, conn_link: np.ndarray, tls_conns: np.ndarray,
              conn_state: np.ndarray) -> None:
-        """Advance every program by one tick and write the link states of all connections
-        (the city's tick kernel does this itself)."""
+        """Advance every program by one tick and write the link states of the connections
+        ``tls_conns`` under them (the city's tick kernel does this itself)."""
         signals_step(t, dt, max_gap, self.cur, self.elapsed, self.kind, self.phase_ptr,
                      self.ph_dur, self.ph_min, self.ph_max, self.ph_green, self.ph_state_ptr,
                      self.state_codes, self.ph_det_ptr, self.ph_det, det_last_on, conn_tls,
-                     conn_link, conn_static, conn_state, self.switched)
+                     conn_link, tls_conns, conn_state, self.switched)
 
     @property
     def arrays(self) -> SignalArrays:

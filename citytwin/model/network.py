@@ -491,6 +491,7 @@ class Network:
             conn_from_lane=self.conn_from_lane, conn_to_lane=self.conn_to_lane,
             conn_to_edge=self.conn_to_edge, conn_junction=self.conn_junction,
             conn_tls=self.conn_tls, conn_link=self.conn_link, conn_static=self.conn_static,
+            tls_conns=np.flatnonzero(self.conn_tls >= 0).astype(np.int32),
             conn_foe_ptr=self.conn_foe_ptr, conn_foe=self.conn_foe,
             conn_resp_ptr=self.conn_resp_ptr, conn_resp=self.conn_resp,
             conn_foe_clear=self.conn_foe_clear, conn_foe_at=self.conn_foe_at,

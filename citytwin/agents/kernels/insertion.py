@@ -13,7 +13,7 @@ import math
 
 from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
-from citytwin.agents.kernels.traffic import find_conn, mark_tail
+from citytwin.agents.kernels.traffic import find_conn, list_conn, mark_tail
 from citytwin.agents.roads import RED, YELLOW
 
 
@@ -108,7 +108,8 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         trips.t_insert[tr] = t
         if math.isinf(ls.tail_speed[best]) and best_c >= 0:
             _approach(best_c, roads.lane_length[best] - veh.pos[i], v, types.decel[ty],
-                      ls.conn_state, ls.approach, ls.approach_wait)
+                      ls.conn_state, ls.approach, ls.approach_wait, ls.conn_listed, ls.conns,
+                      ls.counts)
         mark_tail(best, roads.lane_length, ls.tail_back, ls.tail_speed, ls.tails, ls.counts)
         ls.tail_back[best] = veh.pos[i] - length
         ls.tail_speed[best] = v
@@ -120,7 +121,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
 
 
 @njit_inline
-def _approach(c, dist, v, decel, conn_state, approach, approach_wait):
+def _approach(c, dist, v, decel, conn_state, approach, approach_wait, listed, conns, counts):
     """An inserted vehicle that is alone on its lane approaches link ``c``: record it as
     :func:`~citytwin.agents.kernels.traffic.prepass` does for every lane's front vehicle, so
     that the prepass need not run again after insertion."""
@@ -132,5 +133,6 @@ def _approach(c, dist, v, decel, conn_state, approach, approach_wait):
         #         only if it could enter now, which matters to nobody this far away
     eta = dist / max(v, 1.0)
     if eta < approach[c]:
+        list_conn(c, listed, conns, counts)
         approach[c] = eta
         approach_wait[c] = -1.0

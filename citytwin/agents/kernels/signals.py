@@ -10,8 +10,9 @@ STATIC, ACTUATED, HOLD = 0, 1, 2
 @njit
 def signals_step(t, dt, max_gap, cur, elapsed, kind, phase_ptr, ph_dur, ph_min, ph_max,
                  ph_green, ph_state_ptr, state_codes, ph_det_ptr, ph_det, det_last_on,
-                 conn_tls, conn_link, conn_static, conn_state, switched):
-    """Advance every controller by one tick and write every connection's state.
+                 conn_tls, conn_link, tls_conns, conn_state, switched):
+    """Advance every controller by one tick and write the state of every connection under one
+    (``tls_conns``; the others keep their static state).
 
     A static phase ends after its duration. An actuated green phase ends at its max duration,
     or after its min duration once no vehicle has been over its detectors for ``max_gap``
@@ -40,10 +41,7 @@ def signals_step(t, dt, max_gap, cur, elapsed, kind, phase_ptr, ph_dur, ph_min, 
             elapsed[k] = 0.0
             switched[k] = 1
         elapsed[k] += dt
-    for c in range(conn_state.shape[0]):
+    for c in tls_conns:
         k = conn_tls[c]
-        if k < 0:
-            conn_state[c] = conn_static[c]
-        else:
-            g = phase_ptr[k] + cur[k]
-            conn_state[c] = state_codes[ph_state_ptr[g] + conn_link[c]]
+        g = phase_ptr[k] + cur[k]
+        conn_state[c] = state_codes[ph_state_ptr[g] + conn_link[c]]

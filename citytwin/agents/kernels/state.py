@@ -69,7 +69,7 @@ class TripArrays(NamedTuple):
     stops: np.ndarray        # i4
 
 
-N_BUSY, N_TAILS = 0, 1  # LaneState.counts
+N_BUSY, N_TAILS, N_CONNS = 0, 1, 2  # LaneState.counts
 
 
 class LaneState(NamedTuple):
@@ -80,7 +80,7 @@ class LaneState(NamedTuple):
     tail_back: np.ndarray    # f8[n_lanes] back position of the last vehicle (lane length if empty)
     tail_speed: np.ndarray   # f8[n_lanes] its speed (inf if empty)
     tails: np.ndarray        # i4[n_lanes] the lanes whose tail is not the empty one (N_TAILS)
-    counts: np.ndarray       # i8[2] N_BUSY, N_TAILS
+    counts: np.ndarray       # i8[3] N_BUSY, N_TAILS, N_CONNS
     occ: np.ndarray          # i4[n_conns] vehicles whose front is inside each connection
     min_back: np.ndarray     # f8[n_conns] rearmost back position on each connection (inf: none)
     occ_go: np.ndarray       # i4[n_conns] the same two for the vehicles not standing at or
@@ -88,6 +88,8 @@ class LaneState(NamedTuple):
     reserved: np.ndarray     # f8[n_lanes] space claimed by vehicles inside junctions
     approach: np.ndarray     # f8[n_conns] earliest arrival time of a vehicle at each link
     approach_wait: np.ndarray  # f8[n_conns] halting time of that vehicle if standing, else -1
+    conns: np.ndarray        # i4[n_conns] connections with any of the five figures above set
+    conn_listed: np.ndarray  # u1[n_conns] 1 if in ``conns`` (N_CONNS of them)
     conn_state: np.ndarray   # u1[n_conns] link state this tick
     lc_stamp: np.ndarray     # i8[n_lanes] tick of the last lane change into a lane
     edge_stamp: np.ndarray   # i8[n_edges] tick of the last failed insertion on an edge
@@ -107,14 +109,16 @@ class Detectors(NamedTuple):
 
 def new_lane_state(lane_length: np.ndarray, n_conns: int, n_edges: int,
                    conn_state: np.ndarray) -> LaneState:
-    """The lane state of a network with no vehicle on it (every tail empty)."""
+    """The lane state of a network with no vehicle on it (every tail empty, every connection
+    free)."""
     n_lanes = lane_length.shape[0]
     return LaneState(
         lane_span=np.zeros((n_lanes, 2), np.int32), busy=np.zeros(n_lanes, np.int32),
         tail_back=lane_length.astype(np.float64), tail_speed=np.full(n_lanes, np.inf),
-        tails=np.zeros(n_lanes, np.int32), counts=np.zeros(2, np.int64),
-        occ=np.zeros(n_conns, np.int32), min_back=np.zeros(n_conns),
-        occ_go=np.zeros(n_conns, np.int32), min_back_go=np.zeros(n_conns),
-        reserved=np.zeros(n_lanes), approach=np.zeros(n_conns),
-        approach_wait=np.zeros(n_conns), conn_state=conn_state,
+        tails=np.zeros(n_lanes, np.int32), counts=np.zeros(3, np.int64),
+        occ=np.zeros(n_conns, np.int32), min_back=np.full(n_conns, np.inf),
+        occ_go=np.zeros(n_conns, np.int32), min_back_go=np.full(n_conns, np.inf),
+        reserved=np.zeros(n_lanes), approach=np.full(n_conns, np.inf),
+        approach_wait=np.full(n_conns, -1.0), conns=np.zeros(n_conns, np.int32),
+        conn_listed=np.zeros(n_conns, np.uint8), conn_state=conn_state,
         lc_stamp=np.full(n_lanes, -1, np.int64), edge_stamp=np.full(n_edges, -1, np.int64))

@@ -126,7 +126,7 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
         signals_step(t, dt, max_gap, sig.cur, sig.elapsed, sig.kind, sig.phase_ptr, sig.ph_dur,
                      sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr, sig.state_codes,
                      sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls, roads.conn_link,
-                     roads.conn_static, ls.conn_state, sig.switched)
+                     roads.tls_conns, ls.conn_state, sig.switched)
         n = sort_by_lane(fl.order, c[N_ORDER], veh.alive, veh.lane, veh.pos, fl.tmp, ls)
         changes = 0
         if n:

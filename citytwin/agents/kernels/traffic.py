@@ -14,7 +14,7 @@ import numpy as np
 from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm_free_speed, idm_speed
 from citytwin.agents.kernels.right_of_way import HALT_SPEED, foes_inside, link_open, wait_open
-from citytwin.agents.kernels.state import N_BUSY, N_TAILS
+from citytwin.agents.kernels.state import N_BUSY, N_CONNS, N_TAILS
 from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
 
 LOOKAHEAD = 250.0         # m; beyond this the road counts as free
@@ -160,6 +160,16 @@ def mark_tail(lane_i, lane_length, tail_back, tail_speed, tails, counts):
 
 
 @njit_inline
+def list_conn(c, listed, conns, counts):
+    """Call before setting a figure of connection ``c`` (occupancy, back, approach): lists it
+    among the connections whose figures the next prepass resets."""
+    if not listed[c]:
+        listed[c] = 1
+        conns[counts[N_CONNS]] = c
+        counts[N_CONNS] += 1
+
+
+@njit_inline
 def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarray,
               lane_out: np.ndarray, conn_to_edge: np.ndarray, conn_to_lane: np.ndarray) -> int:
     """The connection from ``lane`` into ``next_edge``, preferring one whose target lane
@@ -185,21 +195,26 @@ def prepass(order, n, veh, types, roads, ls):
     """Per-lane tails, junction occupancy, reserved space and approach times for this tick.
 
     Works through the busy lanes only (``ls.busy``, from the last :func:`index_lanes` of
-    ``order[:n]``); the tails of the lanes emptied since the last prepass are reset.
+    ``order[:n]``); what the last tick set elsewhere (``ls.tails``, ``ls.conns``) is reset.
     """
     n_normal = roads.n_normal
     busy, tails, counts = ls.busy, ls.tails, ls.counts
+    listed, conns = ls.conn_listed, ls.conns
     for q in range(counts[N_TAILS]):
         lane_i = tails[q]
         ls.tail_back[lane_i] = roads.lane_length[lane_i]
         ls.tail_speed[lane_i] = np.inf
-    ls.occ[:] = 0
-    ls.min_back[:] = np.inf
-    ls.occ_go[:] = 0
-    ls.min_back_go[:] = np.inf
-    ls.reserved[:] = 0.0
-    ls.approach[:] = np.inf
-    ls.approach_wait[:] = -1.0
+    for q in range(counts[N_CONNS]):
+        c = conns[q]
+        listed[c] = 0
+        ls.occ[c] = 0
+        ls.min_back[c] = np.inf
+        ls.occ_go[c] = 0
+        ls.min_back_go[c] = np.inf
+        ls.approach[c] = np.inf
+        ls.approach_wait[c] = -1.0
+        ls.reserved[roads.conn_to_lane[c]] = 0.0  # only vehicles on c reserve space there
+    counts[N_CONNS] = 0
     for q in range(counts[N_BUSY]):
         lane_i = busy[q]
         tails[q] = lane_i
@@ -209,6 +224,7 @@ def prepass(order, n, veh, types, roads, ls):
         ls.tail_speed[lane_i] = veh.speed[j]
         if lane_i >= n_normal:
             c = lane_i - n_normal
+            list_conn(c, listed, conns, counts)
             ls.occ[c] += e - s
             to = roads.conn_to_lane[c]
             w = roads.conn_wait[c]
@@ -233,6 +249,7 @@ def prepass(order, n, veh, types, roads, ls):
                 if lc >= 0:
                     lc_len = roads.lane_length[n_normal + lc]
                     if inside > 0.5 * lc_len:
+                        list_conn(lc, listed, conns, counts)
                         ls.min_back[lc] = min(ls.min_back[lc], lc_len - inside)
                         ls.min_back_go[lc] = min(ls.min_back_go[lc], lc_len - inside)
     counts[N_TAILS] = counts[N_BUSY]
@@ -264,6 +281,7 @@ def prepass(order, n, veh, types, roads, ls):
                 continue
         eta = dist / max(v, 1.0)
         if eta < ls.approach[c]:
+            list_conn(c, listed, conns, counts)
             ls.approach[c] = eta
             ls.approach_wait[c] = veh.halt_cont[front] if v < HALT_SPEED else -1.0
 
@@ -421,6 +439,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
     foe_ptr, foe, foe_clear = roads.conn_foe_ptr, roads.conn_foe, roads.conn_foe_clear
     foe_at, foe_yields = roads.conn_foe_at, roads.conn_foe_yields
     occ, min_back, occ_go, min_back_go = ls.occ, ls.min_back, ls.occ_go, ls.min_back_go
+    listed, conns, counts = ls.conn_listed, ls.conns, ls.counts
     t_end = t + dt
     det.present[:] = 0
     stats[:] = 0.0
@@ -448,6 +467,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                     newp = w
                     vn = 0.0
                 else:  # it crosses now: it holds up the foes it yielded to
+                    list_conn(c, listed, conns, counts)
                     occ_go[c] += 1
                     min_back_go[c] = min(min_back_go[c], p - length)
         while newp > roads.lane_length[lane_i]:
@@ -470,6 +490,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                     vn = 0.0
                     break
                 back = newp - ll - length
+                list_conn(c, listed, conns, counts)
                 occ[c] += 1
                 min_back[c] = min(min_back[c], back)
                 occ_go[c] += 1

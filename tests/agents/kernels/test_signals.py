@@ -13,11 +13,11 @@ def _run(program, ticks):
     fleet = SignalFleet([program], [[[] for _ in program.phases]], n_conns=program.n_links)
     conn_tls = np.zeros(program.n_links, np.int32)
     conn_link = np.arange(program.n_links, dtype=np.int32)
-    static = np.zeros(program.n_links, np.uint8)
+    under = np.arange(program.n_links, dtype=np.int32)
     state = np.zeros(program.n_links, np.uint8)
     phases = []
     for k in range(ticks):
-        fleet.step(float(k), 1.0, 3.0, np.zeros(0), conn_tls, conn_link, static, state)
+        fleet.step(float(k), 1.0, 3.0, np.zeros(0), conn_tls, conn_link, under, state)
         phases.append(int(fleet.cur[0]))
     return phases
 
@@ -38,7 +38,7 @@ def test_actuated_phase_gaps_out_without_traffic_and_holds_to_max_with_it():
                                Phase(30, "rG", min_dur=5, max_dur=50), Phase(3, "ry")),
                          kind="actuated")
     fleet = SignalFleet([prog], [[[0], [], [1], []]], n_conns=2)
-    args = (np.zeros(2, np.int32), np.arange(2, dtype=np.int32), np.zeros(2, np.uint8),
+    args = (np.zeros(2, np.int32), np.arange(2, dtype=np.int32), np.arange(2, dtype=np.int32),
             np.zeros(2, np.uint8))
     last_on = np.full(2, -1e18)
     t = 0.0
