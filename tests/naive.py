@@ -172,12 +172,15 @@ class StageMachine:
                 return x
         return None
 
-    def pressure(self, s, q_app, n_start):
+    def pressure(self, s, q_app, n_start, blocked):
+        """Approaching minus exit-start vehicles over the stage's green links; a link whose
+        exit is blocked adds nothing."""
         p = 0.0
         for link, letter in enumerate(self.stages[s]):
             if self.green(letter):
                 for c in self.link_conns[link]:
-                    p += q_app[c] - n_start[self.to_lane[c]]
+                    if not blocked[self.to_lane[c]]:
+                        p += q_app[c] - n_start[self.to_lane[c]]
         return p
 
     def decide(self, t, dt, q_app, q_near, n_start, blocked, last_on):
@@ -217,10 +220,10 @@ class StageMachine:
                 return self.next_with_call(q_app)
             if g < self.hold - 1e-9:
                 return None
-            best, best_p = None, self.pressure(self.stage, q_app, n_start)
+            best, best_p = None, self.pressure(self.stage, q_app, n_start, blocked)
             for x in range(self.n_reg):
-                if x != self.stage and self.pressure(x, q_app, n_start) > best_p + 1e-9:
-                    best, best_p = x, self.pressure(x, q_app, n_start)
+                if x != self.stage and self.pressure(x, q_app, n_start, blocked) > best_p + 1e-9:
+                    best, best_p = x, self.pressure(x, q_app, n_start, blocked)
             return best
         others = [x for x in range(self.n_reg) if x != self.base[self.stage]]
         best = max(others, key=lambda x: (self.kappa[x], -x), default=None)

@@ -22,11 +22,14 @@ MIN_GAP_TIME = 1.5        # s; the shortest gap an impatient vehicle accepts
 
 @njit_inline
 def foes_inside(c, lo, hi, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ, min_back, occ_go,
-                min_back_go) -> bool:
+                min_back_go, to_wait) -> bool:
     """Is a vehicle inside a foe of connection ``c`` and not yet past their conflict point
     (for a merging foe: still inside at all)? Only foes that ``c`` meets between ``lo`` and
     ``hi`` metres along it count; a vehicle standing at the wait point of a foe that yields to
-    ``c`` there does not.
+    ``c`` there does not, unless ``to_wait``: the asking vehicle enters a signalised ``c`` to
+    stand at its wait point (``hi``), where it would stand in that vehicle's way. It lets the
+    vehicles left inside by the last stage clear first: two left turners of two stages, each
+    standing in the other's way, would otherwise lock the junction (four of them in a ring).
 
     Like every helper called per vehicle, it takes the arrays it reads, not the bundles
     (see :mod:`citytwin.agents.kernels._config`).
@@ -37,7 +40,8 @@ def foes_inside(c, lo, hi, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ, min
             continue
         f = foe[q]
         clear = foe_clear[q]
-        o, mb = (occ_go[f], min_back_go[f]) if foe_yields[q] else (occ[f], min_back[f])
+        o, mb = ((occ_go[f], min_back_go[f]) if foe_yields[q] and not to_wait
+                 else (occ[f], min_back[f]))
         if clear == np.inf:
             if o > 0:
                 return True
@@ -87,14 +91,15 @@ def clear_time(eta, d, v, halt, length, accel, max_speed, speed_factor, speed_th
 
 @njit_inline
 def link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, via_length,
-               via_speed, wait, box_free, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+               via_speed, wait, box_free, signalised, foe_ptr, foe, foe_clear, foe_at, foe_yields,
                resp_ptr, resp, conn_state, occ, min_back, occ_go, min_back_go, approach,
                approach_wait) -> bool:
     """May a vehicle (speed ``v``, halting for ``halt`` s, of the given type parameters),
     ``dist`` metres before the stop line of link ``c``, drive on?
 
     ``via_length``, ``via_speed`` and ``wait`` describe the connection's path through the
-    junction; ``box_free``: its exit lane has room for the vehicle or is moving. A yielding
+    junction; ``box_free``: its exit lane has room for the vehicle or is moving;
+    ``signalised``: the link is under a signal controller. A yielding
     (minor) link with a wait point is entered once the foes met before that point are clear:
     the vehicle yields to the others at the wait point (:func:`wait_open`). (Helpers take at
     most 30 arguments: Python passes more as a tuple, which numba cannot inline.)
@@ -108,7 +113,7 @@ def link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, v
     if eta < CONFLICT_WINDOW:
         inner = st == MINOR and wait >= 0.0
         if foes_inside(c, 0.0, wait if inner else np.inf, foe_ptr, foe, foe_clear, foe_at,
-                       foe_yields, occ, min_back, occ_go, min_back_go):
+                       foe_yields, occ, min_back, occ_go, min_back_go, inner and signalised):
             return False
         if st == MINOR and not inner:
             clear = clear_time(eta, via_length, v, halt, length, accel, max_speed,
@@ -132,7 +137,7 @@ def wait_open(c, dist, v, halt, length, accel, max_speed, speed_factor, via_leng
     if eta >= CONFLICT_WINDOW:
         return True
     if foes_inside(c, wait, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ,
-                   min_back, occ_go, min_back_go):
+                   min_back, occ_go, min_back_go, False):
         return False
     clear = clear_time(eta, via_length - wait, v, halt, length, accel, max_speed,
                         speed_factor, via_speed)

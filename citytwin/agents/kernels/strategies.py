@@ -103,6 +103,9 @@ def _actuated(k, t, cur, g, ctl, det_last_on):
 
 @njit
 def _pressure(ctl, k, s, roads):
+    """Pressure of stage ``s``: over its green links, vehicles approaching minus vehicles at
+    the start of the exit lane; a link whose exit is blocked (a halted vehicle at its start)
+    serves nobody while green and adds nothing."""
     k_lo = ctl.codes_ptr[s]
     n = ctl.codes_ptr[s + 1] - k_lo
     link0 = ctl.link_ptr[k]
@@ -113,7 +116,9 @@ def _pressure(ctl, k, s, roads):
         gl = link0 + q
         for z in range(ctl.lconn_ptr[gl], ctl.lconn_ptr[gl + 1]):
             c = ctl.lconn[z]
-            p += ctl.q_app[c] - ctl.n_start[roads.conn_to_lane[c]]
+            to = roads.conn_to_lane[c]
+            if not ctl.blocked[to]:
+                p += ctl.q_app[c] - ctl.n_start[to]
     return p
 
 

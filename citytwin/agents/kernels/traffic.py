@@ -275,7 +275,7 @@ def prepass(order, n, veh, types, roads, ls):
             if foes_inside(c, 0.0, w if w >= 0.0 else np.inf, roads.conn_foe_ptr,
                            roads.conn_foe, roads.conn_foe_clear, roads.conn_foe_at,
                            roads.conn_foe_yields, ls.occ, ls.min_back, ls.occ_go,
-                           ls.min_back_go) or (
+                           ls.min_back_go, w >= 0.0 and roads.conn_tls[c] >= 0) or (
                     ls.tail_back[to] - ls.reserved[to] < types.length[ty] + types.min_gap[ty]
                     and ls.tail_speed[to] < 2.0):
                 continue
@@ -300,6 +300,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     foe_ptr, foe, foe_clear = roads.conn_foe_ptr, roads.conn_foe, roads.conn_foe_clear
     foe_at, foe_yields = roads.conn_foe_at, roads.conn_foe_yields
     resp_ptr, resp, conn_to_lane = roads.conn_resp_ptr, roads.conn_resp, roads.conn_to_lane
+    conn_tls = roads.conn_tls
     conn_state, occ, min_back, occ_go = ls.conn_state, ls.occ, ls.min_back, ls.occ_go
     min_back_go, approach, approach_wait = ls.min_back_go, ls.approach, ls.approach_wait
     for k in range(n):
@@ -360,7 +361,8 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                                     or ls.tail_speed[to] >= 2.0)
                     if c < 0 or not link_open(
                             c, dist, v, halt, length, a, b, v_type, sf, lane_length[via],
-                            lane_speed[via], conn_wait[c], box_free, foe_ptr, foe, foe_clear,
+                            lane_speed[via], conn_wait[c], box_free, conn_tls[c] >= 0, foe_ptr,
+                            foe, foe_clear,
                             foe_at, foe_yields, resp_ptr, resp, conn_state, occ, min_back,
                             occ_go, min_back_go, approach, approach_wait):
                         vs = min(vs, idm_speed(v, vmax, dist - STOP_LINE_GAP, 0.0, a, b, 0.0,
@@ -462,7 +464,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
             w = conn_wait[c]
             if w >= 0.0 and p <= w < newp and conn_state[c] != MAJOR:
                 if foes_inside(c, w, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields,
-                               occ, min_back, occ_go, min_back_go):
+                               occ, min_back, occ_go, min_back_go, False):
                     stats[S_BLOCKED] += 1  # hard stop at the wait point
                     newp = w
                     vn = 0.0
@@ -483,7 +485,8 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 w = conn_wait[c] if c >= 0 and conn_state[c] != MAJOR else -1.0
                 blocked = c < 0 or conn_state[c] == RED or foes_inside(
                     c, 0.0, w if w >= 0.0 else np.inf, foe_ptr, foe, foe_clear, foe_at,
-                    foe_yields, occ, min_back, occ_go, min_back_go)
+                    foe_yields, occ, min_back, occ_go, min_back_go,
+                    w >= 0.0 and roads.conn_tls[c] >= 0)
                 if blocked:  # hard stop at the line: never enter on red or into a foe
                     stats[S_BLOCKED] += 1
                     newp = ll
@@ -505,7 +508,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 lane_i = n_normal + c
                 if w >= 0.0 and newp > w and foes_inside(
                         c, w, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ,
-                        min_back, occ_go, min_back_go):
+                        min_back, occ_go, min_back_go, False):
                     stats[S_BLOCKED] += 1  # entered, and stops at the wait point
                     newp = w
                     vn = 0.0
