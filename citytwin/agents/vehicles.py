@@ -92,7 +92,7 @@ def type_arrays(vtypes: Sequence) -> TypeArrays:
         return np.array([getattr(t, name) for t in vtypes], dtype=np.float64)
     return TypeArrays(col("length"), col("min_gap"), col("accel"), col("decel"),
                       col("emergency_decel"), col("max_speed"), col("tau"), col("delta"),
-                      col("speed_factor"))
+                      col("speed_factor"), col("priority"))
 
 
 class VehicleFleet:

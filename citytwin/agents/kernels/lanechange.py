@@ -7,12 +7,20 @@ could drive faster in a neighbouring lane that also leads on along its route cha
 IDM advantage exceeds a threshold (a one-sided MOBIL without politeness). Every change must be
 safe for the new follower and for the vehicle itself, and at most one vehicle enters a lane per
 tick, so changes never create overlaps.
+
+Drivers make way for emergency vehicles (types with ``priority > 0``), as they do for blue
+lights and a siren (SUMO's bluelight device and its reaction distance): a vehicle with an
+emergency vehicle close behind it on its lane (within that vehicle's comfortable stopping
+distance plus ``BLUELIGHT_REACH``) moves to a neighbouring lane that leads on as far along its
+route, when that is safe; no vehicle changes into a lane just in front of a close emergency
+vehicle, nor asks one to make room for it.
 """
 
 from __future__ import annotations
 
 from citytwin.agents.kernels._config import njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm, idm_free
+from citytwin.agents.kernels.right_of_way import HALT_SPEED
 from citytwin.agents.kernels.traffic import find_conn
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
@@ -22,6 +30,8 @@ TACTICAL_EVERY = 4    # ticks between two looks for a faster lane (staggered by 
 URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
 REACH = 150.0         # m past its end within which a lane must lead on along the route
 REACH_DEPTH = 6       # edges looked at for that (chains of short edges in imported nets)
+BLUELIGHT_REACH = 25.0  # m beyond an emergency vehicle's stopping distance within which other
+                        # drivers react to it (SUMO's device.bluelight.reactiondist)
 
 
 @njit_inline
@@ -39,6 +49,13 @@ def _slot_after(lane_i, p, order, span, pos):
         else:
             hi = mid
     return lo
+
+
+@njit_inline
+def _bluelight_near(gap, v, decel):
+    """Is a vehicle ``gap`` metres ahead of an emergency vehicle (speed ``v``, comfortable
+    deceleration ``decel``) close enough to react to it?"""
+    return gap < v * v / (2.0 * decel) + BLUELIGHT_REACH
 
 
 @njit_inline
@@ -90,8 +107,9 @@ def _accel_on(i, lane_i, order, span, vtype, speed, pos, lane_speed, t_length, t
 @njit_inline
 def _safe(i, tl, relaxed, order, span, vtype, speed, pos, lane_speed, t_length,
           t_min_gap, t_accel, t_decel, t_emergency_decel, t_max_speed, t_tau, t_delta,
-          t_speed_factor, dt):
-    """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot)."""
+          t_speed_factor, t_priority, dt):
+    """Can vehicle ``i`` move sideways into lane ``tl`` now? Returns (ok, follower slot).
+    Never in front of a close emergency vehicle (unless ``i`` is one)."""
     ty = vtype[i]
     v, p, length = speed[i], pos[i], t_length[ty]
     bsafe = t_emergency_decel[ty] * 0.5 if relaxed else t_decel[ty]
@@ -114,6 +132,9 @@ def _safe(i, tl, relaxed, order, span, vtype, speed, pos, lane_speed, t_length,
         gap = p - length - pos[f]
         if gap < s_min:
             return False, follower
+        if t_priority[tf] > 0 and t_priority[ty] <= 0 and _bluelight_near(gap, speed[f],
+                                                                            t_decel[tf]):
+            return False, follower
         vmaxf = min(t_max_speed[tf], lane_speed[tl] * t_speed_factor[tf])
         vf = speed[f]
         acc = idm(vf, vmaxf, gap, vf - v, t_accel[tf], t_decel[tf], t_min_gap[tf], t_tau[tf],
@@ -131,18 +152,28 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     lane_speed, span = roads.lane_speed, ls.lane_span
     t_length, t_min_gap, t_accel, t_decel = types.length, types.min_gap, types.accel, types.decel
     t_emergency, t_max_speed, t_tau = types.emergency_decel, types.max_speed, types.tau
-    t_delta, t_speed_factor = types.delta, types.speed_factor
+    t_delta, t_speed_factor, t_priority = types.delta, types.speed_factor, types.priority
     lane_out_ptr, lane_out = roads.lane_out_ptr, roads.lane_out
     conn_to_edge, conn_to_lane = roads.conn_to_edge, roads.conn_to_lane
     changes = 0
+    any_ev = False
     for k in range(n):
         veh.coop[order[k]] = -1
+        if t_priority[vtype[order[k]]] > 0:
+            any_ev = True
     for k in range(n):
         i = order[k]
         lane_i = veh.lane[i]
         if lane_i >= n_normal:
             continue
-        if veh.reach_lane[i] == lane_i and veh.reach_best[i] < 0 and (
+        # Make way for an emergency vehicle right behind (still on this lane this tick)?
+        clear = False
+        if any_ev and k > span[lane_i, 0] and t_priority[vtype[i]] <= 0:
+            j = order[k - 1]
+            tj = vtype[j]
+            clear = (t_priority[tj] > 0 and veh.lane[j] == lane_i and _bluelight_near(
+                pos[i] - t_length[vtype[i]] - pos[j], speed[j], t_decel[tj]))
+        if not clear and veh.reach_lane[i] == lane_i and veh.reach_best[i] < 0 and (
                 veh.reach[i] < 0.0 or (tick + i) % TACTICAL_EVERY):
             continue  # cached for this visit of the lane: no better lane, no look for speed
         e = roads.lane_edge[lane_i]
@@ -168,6 +199,31 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                              veh.reach_best, veh.reach_left, veh.reach_right, veh.reach_lane,
                              veh.reach_at)
             own = veh.reach[i]
+        if clear:
+            moved = False
+            for step in (-1, 1):  # pull over to the right first
+                tl = lane_i + step
+                if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
+                    continue
+                if nxt >= 0:
+                    side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
+                    if side < min(own, REACH):
+                        continue  # it needs this lane for its route
+                ok, follower = _safe(i, tl, False, order, span, vtype, speed, pos,
+                                     lane_speed, t_length, t_min_gap, t_accel, t_decel,
+                                     t_emergency, t_max_speed, t_tau, t_delta, t_speed_factor,
+                                     t_priority, dt)
+                if ok:
+                    _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
+                               veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
+                               conn_to_lane)
+                    changes += 1
+                    moved = True
+                    break
+                _let_in(i, tl, follower, order, span, speed, pos, vtype, veh.coop,
+                        t_length, t_priority)
+            if moved:
+                continue
         if own < REACH:
             # Strategic: head for the nearest lane that leads on furthest (SUMO's best lanes).
             best = veh.reach_best[i]
@@ -179,7 +235,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                 ok, follower = _safe(i, tl, urgent, order, span, vtype, speed, pos,
                                      lane_speed, t_length, t_min_gap, t_accel, t_decel,
                                      t_emergency, t_max_speed, t_tau, t_delta, t_speed_factor,
-                                     dt)
+                                     t_priority, dt)
                 if ok:
                     _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
                                veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
@@ -191,7 +247,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                            conn_to_edge, conn_to_lane, t, tick):
                     changes += 2
                 elif follower >= 0 and urgent:
-                    _ask_room(i, tl, order, span, pos, vtype, veh.coop, t_length)
+                    _ask_room(i, tl, order, span, pos, vtype, veh.coop, t_length,
+                              t_priority)
                 continue
             if own < 0:
                 continue  # the edge cannot lead on: the vehicle will be teleported
@@ -200,8 +257,9 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
         here = _accel_on(i, lane_i, order, span, vtype, speed, pos, lane_speed, t_length,
                          t_min_gap, t_accel, t_decel, t_max_speed, t_tau, t_delta,
                          t_speed_factor)
-        if here > 0.0 and speed[i] > 0.9 * lane_speed[lane_i]:
-            continue
+        if here > 0.0 and speed[i] > 0.9 * min(t_max_speed[ty],
+                                               lane_speed[lane_i] * t_speed_factor[ty]):
+            continue  # accelerating and near its own desired speed (not the limit's)
         for step in (1, -1):  # overtake on the left first
             tl = lane_i + step
             if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
@@ -216,7 +274,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
             if there > here + GAIN:
                 ok, _ = _safe(i, tl, False, order, span, vtype, speed, pos, lane_speed,
                               t_length, t_min_gap, t_accel, t_decel, t_emergency, t_max_speed,
-                              t_tau, t_delta, t_speed_factor, dt)
+                              t_tau, t_delta, t_speed_factor, t_priority, dt)
                 if ok:
                     _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
                                veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
@@ -312,17 +370,36 @@ def _swap(i, lane_i, tl, order, span, lc_stamp, lane, lc_time, pos, vtype, next_
 
 
 @njit_inline
-def _ask_room(i, tl, order, span, pos, vtype, coop, t_length):
+def _ask_room(i, tl, order, span, pos, vtype, coop, t_length, t_priority):
     """Ask the first vehicle on ``tl`` wholly behind ``i`` to hold back and open a gap
-    (vehicles beside ``i`` cannot help: they drive on and free the place)."""
+    (vehicles beside ``i`` cannot help: they drive on and free the place); never an
+    emergency vehicle."""
     back = pos[i] - t_length[vtype[i]]
     q = _slot_after(tl, pos[i], order, span, pos) - 1
     while q >= span[tl, 0] and pos[order[q]] > back - 0.5:
         q -= 1
     if q >= span[tl, 0]:
         f = order[q]
-        if coop[f] < 0:
+        if coop[f] < 0 and t_priority[vtype[f]] <= 0:
             coop[f] = i
+
+
+@njit_inline
+def _let_in(i, tl, follower, order, span, speed, pos, vtype, coop, t_length,
+            t_priority):
+    """``i``, moving over for an emergency vehicle, finds ``tl`` blocked: a vehicle beside
+    it and ahead there makes ``i`` fall back behind it; else its follower there (never an
+    emergency vehicle) falls back or holds back to let it in, as drivers do for one making
+    way. A standing vehicle asks nobody: two standing side by side, each held back for the
+    other, would wait for ever."""
+    if speed[i] < HALT_SPEED:
+        return
+    q = _slot_after(tl, pos[i], order, span, pos)
+    if q < span[tl, 1] and pos[order[q]] - t_length[vtype[order[q]]] < pos[i]:
+        if coop[i] < 0:
+            coop[i] = order[q]
+    elif follower >= 0 and coop[follower] < 0 and t_priority[vtype[follower]] <= 0:
+        coop[follower] = i
 
 
 @njit_inline

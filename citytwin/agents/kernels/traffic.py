@@ -401,11 +401,13 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                 if stop >= 0.0:
                     break
                 dist += lane_length[cl]
-        j = veh.coop[i]
-        if j >= 0 and veh.alive[j] and veh.pos[j] > p:
+        j = veh.coop[i]  # a vehicle this one holds back for (lanechange: lets it in)
+        if j >= 0 and veh.alive[j] and veh.pos[j] > p - length:
             gap = veh.pos[j] - types.length[veh.vtype[j]] - p
-            if gap > 0.0:
+            if gap > 0.0:  # ahead: follow it as if it were on this lane
                 vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
+            else:  # side by side: fall back at the comfortable deceleration
+                vs = min(vs, max(v - b * dt, 0.0))
         vn = max(vs, v - types.emergency_decel[ty] * dt)
         vn = min(max(vn, 0.0), vmax if vmax > v else v)
         if vn * dt > cap:
