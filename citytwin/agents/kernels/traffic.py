@@ -57,6 +57,10 @@ def sort_by_lane(order: np.ndarray, n: int, alive: np.ndarray, lane: np.ndarray,
             tmp[b + 1] = tmp[b]
             b -= 1
         tmp[b + 1] = x
+    if nm == 0:  # the usual tick on long roads: nobody entered or changed a lane
+        order[:ns] = tmp[:ns]
+        index_lanes(order, ns, lane, ls)
+        return ns
     movers = order[:nm].copy()
     old_k = tmp[top - nm + 1:top + 1][::-1].copy()
     perm = _by_lane_and_pos(movers, lane, pos)
