@@ -16,7 +16,8 @@ only after ``min_green`` seconds of green. The strategy decides when and where t
 * ``MAX_PRESSURE``: once ``min_green`` is over and the queue that waited when the green began
   has had time to leave (``headway`` seconds per vehicle of its longest lane queue, at most
   ``max_green``), goes to the stage with the highest pressure (sum over its green links of
-  approaching vehicles minus vehicles at the start of the exit lane), if higher than the
+  approaching vehicles minus vehicles at the start of the exit lane; a link whose exit is
+  blocked counts nothing), if higher than the
   current stage's; at ``max_green`` to the next stage with a call.
 * ``SOTL``: self-organising (Gershenson; Cools et al. 2008): a counter per stage adds the
   vehicles approaching its red links every tick; after ``min_green`` the stage with the
