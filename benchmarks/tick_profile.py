@@ -22,8 +22,9 @@ from compare_sumo import HERE, build_grid, write_routes
 from citytwin.agents.kernels import tick as tk
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
+from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
 from citytwin.agents.kernels.signals import signals_step
-from citytwin.agents.kernels.traffic import follow, merge_inserted, move, prepass, sort_by_lane
+from citytwin.agents.kernels.traffic import follow, move, prepass
 from citytwin.model.city import City
 from citytwin.model.config import SimConfig
 from citytwin.model.sumo_net import read_sumo_net

@@ -18,6 +18,7 @@ from citytwin.agents.kernels.control import control_step
 from citytwin.agents.kernels.emergency import emergency_step
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
+from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
 from citytwin.agents.kernels.signals import signals_step
 from citytwin.agents.kernels.traffic import (
     S_ARRIVED,
@@ -29,10 +30,8 @@ from citytwin.agents.kernels.traffic import (
     S_SPEED,
     S_TELEPORTS,
     follow,
-    merge_inserted,
     move,
     prepass,
-    sort_by_lane,
 )
 
 # Fleet counters (``FleetArrays.counts``).

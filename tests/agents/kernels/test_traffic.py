@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citytwin.agents.kernels import idm, traffic
+from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
 from citytwin.agents.kernels.state import N_BUSY, new_lane_state
 from tests import naive
 
@@ -42,7 +43,7 @@ def test_sort_by_lane_matches_reference(n, n_lanes, seed, ticks):
     for _ in range(ticks):
         expect_order, expect_start = naive.sort_by_lane(order[:m].copy(), alive, lane, pos,
                                                         n_lanes)
-        m = traffic.sort_by_lane(order, m, alive, lane, pos, tmp, ls)
+        m = sort_by_lane(order, m, alive, lane, pos, tmp, ls)
         assert m == len(expect_order)
         np.testing.assert_array_equal(order[:m], expect_order)
         _assert_indexed(ls, order, m, expect_start)
@@ -71,10 +72,10 @@ def test_merge_inserted_matches_a_full_sort(n, n_lanes, seed):
     alive = np.ones(cap, np.uint8)
     order = np.arange(cap, dtype=np.int32)
     ls, tmp = _lanes(n_lanes), np.empty(cap, np.int32)
-    traffic.sort_by_lane(order, n, alive, lane, pos, tmp, ls)
+    sort_by_lane(order, n, alive, lane, pos, tmp, ls)
     order[n:] = rng.permutation(np.arange(n, cap)).astype(np.int32)
     expect_order, expect_start = naive.sort_by_lane(order.copy(), alive, lane, pos, n_lanes)
-    traffic.merge_inserted(order, n, k, lane, tmp, ls)
+    merge_inserted(order, n, k, lane, tmp, ls)
     np.testing.assert_array_equal(order, expect_order)
     _assert_indexed(ls, order, cap, expect_start)
 
