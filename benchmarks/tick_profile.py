@@ -65,7 +65,7 @@ def one_tick(city: City, times: dict[str, float]) -> None:
         if changes:
             n = timed("sort", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp,
                       ls)
-    timed("prepass", prepass, fl.order, n, veh, types, roads, ls)
+    timed("prepass", prepass, fl.order, n, veh, types, roads, ls, route_edges, dt)
     nb = int(c[tk.N_BACKLOG])
     for tr in range(int(c[tk.NEXT_TRIP]), due_end):
         if trips.route_len[tr] > 0:

@@ -30,6 +30,7 @@ _VEH_DTYPES = {
     "time_loss": np.float64, "lc_time": np.float64, "coop": np.int32,
     "reach": np.float64, "reach_best": np.int32, "reach_left": np.float64,
     "reach_right": np.float64, "reach_lane": np.int32, "reach_at": np.int64,
+    "link_wait": np.uint8,
 }
 
 

@@ -30,6 +30,7 @@ from citytwin.agents.kernels.tick import FINISHED, NEED_ROOM, run_ticks
 from citytwin.agents.signals import SignalController, SignalFleet
 from citytwin.agents.vehicles import Vehicle, VehicleFleet, type_arrays
 from citytwin.errors import NetworkError, SimulationError
+from citytwin.model.actuated import detector_layout
 from citytwin.model.config import SimConfig
 from citytwin.model.demand import Demand
 from citytwin.model.emergency import emergency_arrays
@@ -86,8 +87,9 @@ class City(mesa.Model):
 
         n_lanes, n_conns = network.n_lanes, network.n_connections
         self.signal_policy = signals or SignalPolicy()
-        det_ids, det_lane, det_pos, det_of_phase, det_of_lane = self._actuated_detectors(
-            self.signal_policy.policy == "actuated")
+        layout = detector_layout(network, self.config.detector_gap,
+                                 self.signal_policy.policy == "actuated")
+        det_ids, det_lane, det_pos = layout.ids, layout.lanes, layout.pos
         for det_id, lane_id, pos in detectors:
             lane = network.lane(lane_id)
             if not 0 <= pos <= network.lane_length[lane]:
@@ -99,8 +101,8 @@ class City(mesa.Model):
             det_lane.append(lane)
             det_pos.append(float(pos))
         self.detectors = DetectorFleet(n_lanes, det_ids, det_lane, det_pos)
-        self.signals = SignalFleet(network.programs, det_of_phase, n_conns)
-        self._install_signals(det_of_lane, trips)
+        self.signals = SignalFleet(network.programs, layout.of_phase, n_conns)
+        self._install_signals(layout.of_lane, trips)
         self.lanes = new_lane_state(network.lane_length, n_conns, network.n_edges,
                                     network.conn_static.copy())
         has_conn = np.zeros(network.n_junctions, bool)
@@ -141,43 +143,6 @@ class City(mesa.Model):
         self.emergency = emergency_arrays(
             [v.priority for v in self.vtypes], fleet.trips.vtype, fleet.trips.route_len,
             preempt=pol.staged and pol.preemption.enabled, eta=pol.preemption.eta)
-
-    def _actuated_detectors(self, all_signals: bool) -> tuple[list[str], list[int],
-                                                              list[float], list,
-                                                              dict[int, int]]:
-        """One detector per lane feeding an actuated signal (every signal when
-        ``all_signals``), ``detector_gap`` seconds of driving before the stop line (SUMO's
-        placement), which detectors extend which green phase (those on lanes whose links
-        are green in it), and the detector of each such lane."""
-        net = self.network
-        ids: list[str] = []
-        lanes: list[int] = []
-        pos: list[float] = []
-        per_program = []
-        all_lanes: dict[int, int] = {}
-        for k, prog in enumerate(net.programs):
-            conns = np.flatnonzero(net.conn_tls == k)
-            det_of_lane: dict[int, int] = {}
-            if prog.kind == "actuated" or all_signals:
-                for c in conns:
-                    lane = int(net.conn_from_lane[c])
-                    if lane not in det_of_lane:
-                        det_of_lane[lane] = len(ids)
-                        length = float(net.lane_length[lane])
-                        x = max(length - self.config.detector_gap * float(net.lane_speed[lane]),
-                                0.1 * length)
-                        ids.append(f"{prog.tls_id}_{len(det_of_lane) - 1}")
-                        lanes.append(lane)
-                        pos.append(x)
-            phases = []
-            for ph in prog.phases:
-                dets = sorted({det_of_lane[int(net.conn_from_lane[c])] for c in conns
-                               if ph.state[net.conn_link[c]] in "Gg"
-                               and int(net.conn_from_lane[c]) in det_of_lane})
-                phases.append(dets)
-            per_program.append(phases)
-            all_lanes.update(det_of_lane)
-        return ids, lanes, pos, per_program, all_lanes
 
     # -- stepping ---------------------------------------------------------------------------
     def compile(self) -> None:

@@ -54,6 +54,18 @@ class Phase:
             state_code(ch)  # raises ValueError for unknown letters
 
     @property
+    def bounds(self) -> tuple[float, float]:
+        """``(min_dur, max_dur)``, each ``duration`` where not given."""
+        return (self.duration if self.min_dur is None else self.min_dur,
+                self.duration if self.max_dur is None else self.max_dur)
+
+    @property
+    def is_actuated(self) -> bool:
+        """True if the phase may last between a min and a larger max duration."""
+        lo, hi = self.bounds
+        return lo < hi
+
+    @property
     def is_green(self) -> bool:
         """True if any link may drive and no link shows yellow (a phase an actuated
         controller can extend)."""

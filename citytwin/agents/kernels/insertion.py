@@ -104,6 +104,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         veh.time_loss[i] = 0.0
         veh.lc_time[i] = -1e9
         veh.coop[i] = -1
+        veh.link_wait[i] = 0
         trips.state[tr] = 1
         trips.t_insert[tr] = t
         if math.isinf(ls.tail_speed[best]) and best_c >= 0:

@@ -18,6 +18,7 @@ HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
 CONFLICT_WINDOW = 4.0     # s; a foe inside the junction matters when we arrive within this
 IMPATIENCE = 20.0         # s; after waiting this long a minor vehicle accepts short gaps
 MIN_GAP_TIME = 1.5        # s; the shortest gap an impatient vehicle accepts
+VISIBILITY = 4.5          # m; from this close to a yielding link a driver sees its foes
 
 
 @njit_inline
@@ -116,8 +117,8 @@ def link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, v
                        foe_yields, occ, min_back, occ_go, min_back_go, inner and signalised):
             return False
         if st == MINOR and not inner:
-            clear = clear_time(eta, via_length, v, halt, length, accel, max_speed,
-                                speed_factor, via_speed)
+            clear = clear_time(eta, via_length, v, halt, length,
+                                accel, max_speed, speed_factor, via_speed)
             if not yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr,
                                    resp, approach, approach_wait):
                 return False

@@ -16,8 +16,10 @@ def signals_step(t, dt, max_gap, cur, elapsed, kind, phase_ptr, ph_dur, ph_min, 
 
     A static phase ends after its duration. An actuated green phase ends at its max duration,
     or after its min duration once no vehicle has been over its detectors for ``max_gap``
-    seconds (gap-out); its other phases are timed. ``HOLD`` controllers keep their phase (an
-    outside strategy sets it). ``switched[k]`` is 1 where controller ``k`` changed phase.
+    seconds (gap-out); its other phases end at their min duration (as in SUMO, a phase with
+    min below max and no loops ends at min; a timed phase's min is its duration). ``HOLD``
+    controllers keep their phase (an outside strategy sets it). ``switched[k]`` is 1 where
+    controller ``k`` changed phase.
     """
     for k in range(cur.shape[0]):
         switched[k] = 0
@@ -25,7 +27,9 @@ def signals_step(t, dt, max_gap, cur, elapsed, kind, phase_ptr, ph_dur, ph_min, 
             continue
         g = phase_ptr[k] + cur[k]
         adv = False
-        if kind[k] == ACTUATED and ph_green[g] and ph_det_ptr[g + 1] > ph_det_ptr[g]:
+        if kind[k] == ACTUATED and not (ph_green[g] and ph_det_ptr[g + 1] > ph_det_ptr[g]):
+            adv = elapsed[k] >= ph_min[g] - 1e-9
+        elif kind[k] == ACTUATED:
             if elapsed[k] >= ph_max[g] - 1e-9:
                 adv = True
             elif elapsed[k] >= ph_min[g] - 1e-9:

@@ -36,6 +36,7 @@ class VehicleArrays(NamedTuple):
     reach_right: np.ndarray  # f8 cached reach of the lane to the right (-2: no lane)
     reach_lane: np.ndarray  # i4 lane the cached reach is for (-1: none)
     reach_at: np.ndarray    # i8 route-table index (route_start + ridx) it is for
+    link_wait: np.ndarray   # u1 1 if it stopped for a closed link or a wait point last tick
 
 
 class TypeArrays(NamedTuple):
@@ -81,6 +82,12 @@ class LaneState(NamedTuple):
     tail_back: np.ndarray    # f8[n_lanes] back position of the last vehicle (lane length if empty)
     tail_speed: np.ndarray   # f8[n_lanes] its speed (inf if empty)
     tails: np.ndarray        # i4[n_lanes] the lanes whose tail is not the empty one (N_TAILS)
+    room: np.ndarray         # f8[n_lanes] room before the rearmost standing vehicle, less the
+    #                          lengths with gap of the moving ones behind it (SUMO's
+    #                          getSpaceTillLastStanding; lane length if empty)
+    standing: np.ndarray     # u1[n_lanes] 1 if a vehicle stands on the lane, or the last one
+    #                          stops for a closed link (SUMO's myHaveToWaitOnNextLink)
+    brutto: np.ndarray       # f8[n_lanes] lengths with gap of the vehicles on the lane
     counts: np.ndarray       # i8[3] N_BUSY, N_TAILS, N_CONNS
     occ: np.ndarray          # i4[n_conns] vehicles whose front is inside each connection
     min_back: np.ndarray     # f8[n_conns] rearmost back position on each connection (inf: none)
@@ -116,7 +123,9 @@ def new_lane_state(lane_length: np.ndarray, n_conns: int, n_edges: int,
     return LaneState(
         lane_span=np.zeros((n_lanes, 2), np.int32), busy=np.zeros(n_lanes, np.int32),
         tail_back=lane_length.astype(np.float64), tail_speed=np.full(n_lanes, np.inf),
-        tails=np.zeros(n_lanes, np.int32), counts=np.zeros(3, np.int64),
+        tails=np.zeros(n_lanes, np.int32), room=lane_length.astype(np.float64),
+        standing=np.zeros(n_lanes, np.uint8), brutto=np.zeros(n_lanes),
+        counts=np.zeros(3, np.int64),
         occ=np.zeros(n_conns, np.int32), min_back=np.full(n_conns, np.inf),
         occ_go=np.zeros(n_conns, np.int32), min_back_go=np.full(n_conns, np.inf),
         reserved=np.zeros(n_lanes), approach=np.full(n_conns, np.inf),

@@ -132,7 +132,7 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
             changes = lane_change(fl.order, n, veh, types, roads, ls, route_edges, t, tick, dt)
             if changes:
                 n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp, ls)
-        prepass(fl.order, n, veh, types, roads, ls)
+        prepass(fl.order, n, veh, types, roads, ls, route_edges, dt)
 
         nb = c[N_BACKLOG]
         for tr in range(c[NEXT_TRIP], due_end):

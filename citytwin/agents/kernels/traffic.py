@@ -13,7 +13,14 @@ import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm_free_speed, idm_speed
-from citytwin.agents.kernels.right_of_way import HALT_SPEED, foes_inside, link_open, wait_open
+from citytwin.agents.kernels.right_of_way import (
+    CONFLICT_WINDOW,
+    HALT_SPEED,
+    VISIBILITY,
+    foes_inside,
+    link_open,
+    wait_open,
+)
 from citytwin.agents.kernels.state import N_BUSY, N_CONNS, N_TAILS
 from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
 
@@ -43,6 +50,78 @@ def list_conn(c, listed, conns, counts):
 
 
 @njit_inline
+def _room(lane_i, s, e, order, speed, pos, vtype, link_wait, length, min_gap, lane_length,
+          room_out, standing_out, brutto_out):
+    """``ls.room``, ``ls.standing`` and ``ls.brutto`` of a lane whose vehicles are
+    ``order[s:e]``, rearmost first."""
+    total = 0.0
+    room = -1.0
+    for k in range(s, e):
+        i = order[k]
+        ty = vtype[i]
+        if room < 0.0 and speed[i] < HALT_SPEED:
+            room = max(pos[i] - length[ty] - total, 0.0)
+        total += length[ty] + min_gap[ty]
+    brutto_out[lane_i] = total
+    standing_out[lane_i] = room >= 0.0 or link_wait[order[s]] == 1
+    room_out[lane_i] = room if room >= 0.0 else lane_length[lane_i] - total
+
+
+@njit_inline
+def minor_slowdown(v, vmax, dist, a, b, T, dl, dt):
+    """The most a vehicle ``dist`` m before a yielding link may drive while it cannot yet
+    see its foes (more than ``VISIBILITY`` m away, and able to stop): as if to stop there,
+    as SUMO's vehicles approach a minor link; inf once it sees them."""
+    if dist <= VISIBILITY or v * v >= 2.0 * b * dist:
+        return np.inf
+    return idm_speed(v, vmax, dist, 0.0, a, b, 0.0, T, dl, dt)
+
+
+@njit_inline
+def look_ahead(v_next, decel, dt):
+    """How far a vehicle that may reach ``v_next`` this tick looks ahead for links (SUMO:
+    a tick's drive at that speed plus its braking distance)."""
+    return v_next * dt + v_next * v_next / (2.0 * decel)
+
+
+@njit_inline
+def exit_free(c, r, rs, last, seen, look, need, n_normal, lane_length, conn_to_lane,
+              conn_to_edge, lane_out_ptr, lane_out, conn_state, room, standing, brutto,
+              route_edges) -> bool:
+    """May a vehicle ``seen`` m before link ``c`` (on the ``r``-th edge of its route, which
+    starts at ``route_edges[rs]`` and ends at index ``last``) enter the junction without
+    blocking it? SUMO's rule (``MSVehicle::checkRewindLinkLanes``): it may, unless a
+    standing vehicle or a red link lies within its look-ahead ``look`` (m, its braking
+    distance), counted through the lanes ahead on its route, and the room before it, less
+    the lengths with gap (``need`` its own) of the vehicles in between, is short of ``need``.
+    ``room``, ``standing`` and ``brutto`` are the prepass's (``LaneState``).
+    """
+    via = n_normal + c
+    space = -brutto[via]
+    seen += lane_length[via]
+    lane = conn_to_lane[c]
+    for _ in range(8):
+        space += room[lane]
+        if standing[lane]:
+            return space >= need
+        seen += lane_length[lane]
+        r += 1
+        if seen > look or r >= last:
+            return True
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        c2 = find_conn(lane, route_edges[rs + r + 1], n2, lane_out_ptr, lane_out,
+                       conn_to_edge, conn_to_lane)
+        if c2 < 0:
+            return True
+        if conn_state[c2] == RED:
+            return space >= need
+        space -= brutto[n_normal + c2]
+        seen += lane_length[n_normal + c2]
+        lane = conn_to_lane[c2]
+    return True
+
+
+@njit_inline
 def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarray,
               lane_out: np.ndarray, conn_to_edge: np.ndarray, conn_to_lane: np.ndarray) -> int:
     """The connection from ``lane`` into ``next_edge``, preferring one whose target lane
@@ -64,7 +143,7 @@ def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarr
 
 
 @njit
-def prepass(order, n, veh, types, roads, ls):
+def prepass(order, n, veh, types, roads, ls, route_edges, dt):
     """Per-lane tails, junction occupancy, reserved space and approach times for this tick.
 
     Works through the busy lanes only (``ls.busy``, from the last :func:`index_lanes` of
@@ -77,6 +156,9 @@ def prepass(order, n, veh, types, roads, ls):
         lane_i = tails[q]
         ls.tail_back[lane_i] = roads.lane_length[lane_i]
         ls.tail_speed[lane_i] = np.inf
+        ls.room[lane_i] = roads.lane_length[lane_i]
+        ls.standing[lane_i] = 0
+        ls.brutto[lane_i] = 0.0
     for q in range(counts[N_CONNS]):
         c = conns[q]
         listed[c] = 0
@@ -95,6 +177,8 @@ def prepass(order, n, veh, types, roads, ls):
         j = order[s]
         ls.tail_back[lane_i] = veh.pos[j] - types.length[veh.vtype[j]]
         ls.tail_speed[lane_i] = veh.speed[j]
+        _room(lane_i, s, e, order, veh.speed, veh.pos, veh.vtype, veh.link_wait, types.length,
+              types.min_gap, roads.lane_length, ls.room, ls.standing, ls.brutto)
         if lane_i >= n_normal:
             c = lane_i - n_normal
             list_conn(c, listed, conns, counts)
@@ -149,8 +233,13 @@ def prepass(order, n, veh, types, roads, ls):
                            roads.conn_foe, roads.conn_foe_clear, roads.conn_foe_at,
                            roads.conn_foe_yields, ls.occ, ls.min_back, ls.occ_go,
                            ls.min_back_go, w >= 0.0 and roads.conn_tls[c] >= 0) or (
-                    ls.tail_back[to] - ls.reserved[to] < types.length[ty] + types.min_gap[ty]
-                    and ls.tail_speed[to] < 2.0):
+                    not exit_free(c, veh.ridx[front], veh.route_start[front],
+                                  veh.route_len[front] - 1, dist,
+                                  look_ahead(v + types.accel[ty] * dt, types.decel[ty], dt),
+                                  types.length[ty] + types.min_gap[ty], n_normal,
+                                  roads.lane_length, roads.conn_to_lane, roads.conn_to_edge,
+                                  roads.lane_out_ptr, roads.lane_out, ls.conn_state, ls.room,
+                                  ls.standing, ls.brutto, route_edges)):
                 continue
         eta = dist / max(v, 1.0)
         if eta < ls.approach[c]:
@@ -176,6 +265,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     conn_tls = roads.conn_tls
     conn_state, occ, min_back, occ_go = ls.conn_state, ls.occ, ls.min_back, ls.occ_go
     min_back_go, approach, approach_wait = ls.min_back_go, ls.approach, ls.approach_wait
+    room, standing, brutto = ls.room, ls.standing, ls.brutto
     for k in range(n):
         i = order[k]
         ty = veh.vtype[i]
@@ -186,11 +276,15 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
         halt = veh.halt_cont[i]
         vmax = min(v_type, lane_speed[lane_i] * sf)
         vs = idm_free_speed(v, vmax, a, dl, dt)  # the safe speed: least of all limits
+        look = look_ahead(min(v + a * dt, vmax), b, dt)
         cap = np.inf
         waits = False  # stops at the wait point of the connection it is on
+        held = False  # stops for a link or a wait point ahead, or waits on its connection
         if lane_i >= n_normal:
             c = lane_i - n_normal
             w = conn_wait[c]
+            if w >= 0.0 and p <= w and conn_state[c] != MAJOR:
+                vs = min(vs, minor_slowdown(v, vmax, w - p, a, b, T, dl, dt))
             if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not wait_open(
                     c, w - p, v, halt, length, a, v_type, sf, lane_length[lane_i],
                     lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
@@ -199,7 +293,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                 vs = min(vs, idm_speed(v, vmax, w - p - STOP_LINE_GAP, 0.0, a, b, 0.0, T, dl,
                                        dt))
                 cap = max(w - p - 1e-9, 0.0)
-                waits = True
+                waits = held = True
         if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
             j = order[k + 1]
             gap = veh.pos[j] - types.length[veh.vtype[j]] - p
@@ -229,9 +323,11 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                                       roads.lane_out, roads.conn_to_edge, conn_to_lane)
                     if c >= 0:
                         via = n_normal + c
-                        to = conn_to_lane[c]
-                        box_free = (ls.tail_back[to] - ls.reserved[to] >= length + s0
-                                    or ls.tail_speed[to] >= 2.0)
+                        # (link_open reads it only within the conflict window)
+                        box_free = dist / max(v, 1.0) >= CONFLICT_WINDOW or exit_free(
+                            c, r, rs, last, dist, look, length + s0, n_normal, lane_length,
+                            conn_to_lane, roads.conn_to_edge, roads.lane_out_ptr,
+                            roads.lane_out, conn_state, room, standing, brutto, route_edges)
                     if c < 0 or not link_open(
                             c, dist, v, halt, length, a, b, v_type, sf, lane_length[via],
                             lane_speed[via], conn_wait[c], box_free, conn_tls[c] >= 0, foe_ptr,
@@ -241,9 +337,14 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                         vs = min(vs, idm_speed(v, vmax, dist - STOP_LINE_GAP, 0.0, a, b, 0.0,
                                                T, dl, dt))
                         cap = min(cap, max(dist - 1e-9, 0.0))
+                        held = True
                         break
+                    if conn_state[c] == MINOR:
+                        vs = min(vs, minor_slowdown(v, vmax, dist, a, b, T, dl, dt))
                     cl = n_normal + c
                     w = conn_wait[c]
+                    if w >= 0.0 and conn_state[c] != MAJOR:
+                        vs = min(vs, minor_slowdown(v, vmax, dist + w, a, b, T, dl, dt))
                     if w >= 0.0 and conn_state[c] != MAJOR and not wait_open(
                             c, dist + w, v, halt, length, a, v_type, sf, lane_length[via],
                             lane_speed[via], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
@@ -260,6 +361,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                     bdt = b * dt
                     vs = min(vs, max(vn, np.sqrt(bdt * bdt + vn * vn + 2.0 * b * dist) - bdt))
                 if stop >= 0.0:
+                    held = True
                     vs = min(vs, idm_speed(v, vmax, stop - STOP_LINE_GAP, 0.0, a, b, 0.0, T,
                                            dl, dt))
                     cap = min(cap, max(stop - 1e-9, 0.0))
@@ -287,6 +389,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             vn = max(cap, 0.0) / dt
         speed_next[i] = vn
         cap_out[i] = cap
+        veh.link_wait[i] = held
 
 
 @njit_inline

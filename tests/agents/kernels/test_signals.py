@@ -55,3 +55,9 @@ def test_actuated_phase_gaps_out_without_traffic_and_holds_to_max_with_it():
         fleet.step(t, 1.0, 3.0, last_on, *args)
         t += 1
     assert t - 1 - start == 50
+
+
+def test_actuated_phase_without_loops_ends_at_its_min_duration():
+    prog = SignalProgram("J", (Phase(30, "Gr", min_dur=7, max_dur=50), Phase(3, "yr"),
+                               Phase(20, "rG")), kind="actuated")
+    assert _run(prog, 40)[:12] == [0] * 7 + [1] * 3 + [2] * 2
