@@ -88,10 +88,8 @@ class SignalFleet:
         phases = [ph for p in programs for ph in p.phases]
         phases += [Phase(1.0, "r" * n) for n in n_links]
         self.ph_dur = np.array([ph.duration for ph in phases], np.float64)
-        self.ph_min = np.array([ph.min_dur if ph.min_dur is not None else ph.duration
-                                for ph in phases], np.float64)
-        self.ph_max = np.array([ph.max_dur if ph.max_dur is not None else ph.duration
-                                for ph in phases], np.float64)
+        self.ph_min = np.array([ph.bounds[0] for ph in phases], np.float64)
+        self.ph_max = np.array([ph.bounds[1] for ph in phases], np.float64)
         self.ph_green = np.array([ph.is_green for ph in phases], np.bool_)
         widths = [len(ph.state) for ph in phases]
         self.ph_state_ptr = np.zeros(len(phases) + 1, np.int64)

@@ -44,6 +44,7 @@ import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
+from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.strategies import (
     _EPS,
     ACTUATED,
@@ -53,7 +54,6 @@ from citytwin.agents.kernels.strategies import (
     _decide,
     _green,
 )
-from citytwin.agents.kernels.traffic import find_conn
 from citytwin.agents.roads import RED, YELLOW
 
 __all__ = ["ACTUATED", "CLEARING_RED", "CLEARING_YELLOW", "FIXED", "GREEN", "MAX_PRESSURE",

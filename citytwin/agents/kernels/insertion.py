@@ -13,7 +13,8 @@ import math
 
 from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
-from citytwin.agents.kernels.traffic import find_conn, list_conn, mark_tail
+from citytwin.agents.kernels.routes import find_conn
+from citytwin.agents.kernels.traffic import list_conn, mark_tail
 from citytwin.agents.roads import RED, YELLOW
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from citytwin.agents.kernels._config import njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm, idm_free
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
-from citytwin.agents.kernels.traffic import find_conn
+from citytwin.agents.kernels.routes import find_conn
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
 GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it

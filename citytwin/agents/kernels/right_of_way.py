@@ -1,4 +1,5 @@
-"""Kernels: right of way at junctions (foes inside, links to yield to, gap acceptance).
+"""Kernels: right of way at junctions (foes inside, links to yield to, gap acceptance, room
+to leave the junction, slowing for yielding links).
 
 Small helpers, compiled into the car-following and move kernels
 (:mod:`citytwin.agents.kernels.traffic`); like every helper called per vehicle they take the
@@ -12,6 +13,8 @@ import math
 import numpy as np
 
 from citytwin.agents.kernels._config import njit_inline
+from citytwin.agents.kernels.idm import idm_speed
+from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.roads import MINOR, RED, YELLOW
 
 HALT_SPEED = 0.1          # m/s; SUMO counts a vehicle below this as halting
@@ -117,8 +120,8 @@ def link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, v
                        foe_yields, occ, min_back, occ_go, min_back_go, inner and signalised):
             return False
         if st == MINOR and not inner:
-            clear = clear_time(eta, via_length, v, halt, length,
-                                accel, max_speed, speed_factor, via_speed)
+            clear = clear_time(eta, via_length, v, halt, length, accel, max_speed,
+                                speed_factor, via_speed)
             if not yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr,
                                    resp, approach, approach_wait):
                 return False
@@ -144,3 +147,57 @@ def wait_open(c, dist, v, halt, length, accel, max_speed, speed_factor, via_leng
                         speed_factor, via_speed)
     return yields_to_none(c, clear, halt if v < HALT_SPEED else -1.0, resp_ptr, resp,
                            approach, approach_wait)
+
+
+@njit_inline
+def minor_slowdown(v, vmax, dist, a, b, T, dl, dt):
+    """The most a vehicle ``dist`` m before a yielding link may drive while it cannot yet
+    see its foes (more than ``VISIBILITY`` m away, and able to stop): as if to stop there,
+    as SUMO's vehicles approach a minor link; inf once it sees them."""
+    if dist <= VISIBILITY or v * v >= 2.0 * b * dist:
+        return np.inf
+    return idm_speed(v, vmax, dist, 0.0, a, b, 0.0, T, dl, dt)
+
+
+@njit_inline
+def look_ahead(v_next, decel, dt):
+    """How far a vehicle that may reach ``v_next`` this tick looks ahead for links (SUMO:
+    a tick's drive at that speed plus its braking distance)."""
+    return v_next * dt + v_next * v_next / (2.0 * decel)
+
+
+@njit_inline
+def exit_free(c, r, rs, last, seen, look, need, n_normal, lane_length, conn_to_lane,
+              conn_to_edge, lane_out_ptr, lane_out, conn_state, room, standing, brutto,
+              route_edges) -> bool:
+    """May a vehicle ``seen`` m before link ``c`` (on the ``r``-th edge of its route, which
+    starts at ``route_edges[rs]`` and ends at index ``last``) enter the junction without
+    blocking it? SUMO's rule (``MSVehicle::checkRewindLinkLanes``): it may, unless a
+    standing vehicle or a red link lies within its look-ahead ``look`` (m, its braking
+    distance), counted through the lanes ahead on its route, and the room before it, less
+    the lengths with gap (``need`` its own) of the vehicles in between, is short of ``need``.
+    ``room``, ``standing`` and ``brutto`` are the prepass's (``LaneState``).
+    """
+    via = n_normal + c
+    space = -brutto[via]
+    seen += lane_length[via]
+    lane = conn_to_lane[c]
+    for _ in range(8):
+        space += room[lane]
+        if standing[lane]:
+            return space >= need
+        seen += lane_length[lane]
+        r += 1
+        if seen > look or r >= last:
+            return True
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        c2 = find_conn(lane, route_edges[rs + r + 1], n2, lane_out_ptr, lane_out,
+                       conn_to_edge, conn_to_lane)
+        if c2 < 0:
+            return True
+        if conn_state[c2] == RED:
+            return space >= need
+        space -= brutto[n_normal + c2]
+        seen += lane_length[n_normal + c2]
+        lane = conn_to_lane[c2]
+    return True

@@ -1,11 +1,10 @@
-"""Kernel: read routes out of Dijkstra predecessor trees."""
+"""Kernels: read routes out of Dijkstra predecessor trees; the connection a route takes."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from citytwin.agents.kernels._config import njit
-from citytwin.agents.kernels.traffic import find_conn
+from citytwin.agents.kernels._config import njit, njit_inline
 
 
 @njit
@@ -90,3 +89,24 @@ def apply_routes(slots, ptr, edges, lane, pos, route_start, route_len, ridx, nex
         n_route += m
         changed += 1
     return changed, n_route
+
+
+@njit_inline
+def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarray,
+              lane_out: np.ndarray, conn_to_edge: np.ndarray, conn_to_lane: np.ndarray) -> int:
+    """The connection from ``lane`` into ``next_edge``, preferring one whose target lane
+    continues into ``next2_edge``; -1 if the lane has none."""
+    first = -1
+    for k in range(lane_out_ptr[lane], lane_out_ptr[lane + 1]):
+        c = lane_out[k]
+        if conn_to_edge[c] != next_edge:
+            continue
+        if next2_edge < 0:
+            return c
+        if first < 0:
+            first = c
+        tl = conn_to_lane[c]
+        for q in range(lane_out_ptr[tl], lane_out_ptr[tl + 1]):
+            if conn_to_edge[lane_out[q]] == next2_edge:
+                return c
+    return first

@@ -16,11 +16,14 @@ from citytwin.agents.kernels.idm import idm_free_speed, idm_speed
 from citytwin.agents.kernels.right_of_way import (
     CONFLICT_WINDOW,
     HALT_SPEED,
-    VISIBILITY,
+    exit_free,
     foes_inside,
     link_open,
+    look_ahead,
+    minor_slowdown,
     wait_open,
 )
+from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.state import N_BUSY, N_CONNS, N_TAILS
 from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
 
@@ -65,81 +68,6 @@ def _room(lane_i, s, e, order, speed, pos, vtype, link_wait, length, min_gap, la
     brutto_out[lane_i] = total
     standing_out[lane_i] = room >= 0.0 or link_wait[order[s]] == 1
     room_out[lane_i] = room if room >= 0.0 else lane_length[lane_i] - total
-
-
-@njit_inline
-def minor_slowdown(v, vmax, dist, a, b, T, dl, dt):
-    """The most a vehicle ``dist`` m before a yielding link may drive while it cannot yet
-    see its foes (more than ``VISIBILITY`` m away, and able to stop): as if to stop there,
-    as SUMO's vehicles approach a minor link; inf once it sees them."""
-    if dist <= VISIBILITY or v * v >= 2.0 * b * dist:
-        return np.inf
-    return idm_speed(v, vmax, dist, 0.0, a, b, 0.0, T, dl, dt)
-
-
-@njit_inline
-def look_ahead(v_next, decel, dt):
-    """How far a vehicle that may reach ``v_next`` this tick looks ahead for links (SUMO:
-    a tick's drive at that speed plus its braking distance)."""
-    return v_next * dt + v_next * v_next / (2.0 * decel)
-
-
-@njit_inline
-def exit_free(c, r, rs, last, seen, look, need, n_normal, lane_length, conn_to_lane,
-              conn_to_edge, lane_out_ptr, lane_out, conn_state, room, standing, brutto,
-              route_edges) -> bool:
-    """May a vehicle ``seen`` m before link ``c`` (on the ``r``-th edge of its route, which
-    starts at ``route_edges[rs]`` and ends at index ``last``) enter the junction without
-    blocking it? SUMO's rule (``MSVehicle::checkRewindLinkLanes``): it may, unless a
-    standing vehicle or a red link lies within its look-ahead ``look`` (m, its braking
-    distance), counted through the lanes ahead on its route, and the room before it, less
-    the lengths with gap (``need`` its own) of the vehicles in between, is short of ``need``.
-    ``room``, ``standing`` and ``brutto`` are the prepass's (``LaneState``).
-    """
-    via = n_normal + c
-    space = -brutto[via]
-    seen += lane_length[via]
-    lane = conn_to_lane[c]
-    for _ in range(8):
-        space += room[lane]
-        if standing[lane]:
-            return space >= need
-        seen += lane_length[lane]
-        r += 1
-        if seen > look or r >= last:
-            return True
-        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-        c2 = find_conn(lane, route_edges[rs + r + 1], n2, lane_out_ptr, lane_out,
-                       conn_to_edge, conn_to_lane)
-        if c2 < 0:
-            return True
-        if conn_state[c2] == RED:
-            return space >= need
-        space -= brutto[n_normal + c2]
-        seen += lane_length[n_normal + c2]
-        lane = conn_to_lane[c2]
-    return True
-
-
-@njit_inline
-def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarray,
-              lane_out: np.ndarray, conn_to_edge: np.ndarray, conn_to_lane: np.ndarray) -> int:
-    """The connection from ``lane`` into ``next_edge``, preferring one whose target lane
-    continues into ``next2_edge``; -1 if the lane has none."""
-    first = -1
-    for k in range(lane_out_ptr[lane], lane_out_ptr[lane + 1]):
-        c = lane_out[k]
-        if conn_to_edge[c] != next_edge:
-            continue
-        if next2_edge < 0:
-            return c
-        if first < 0:
-            first = c
-        tl = conn_to_lane[c]
-        for q in range(lane_out_ptr[tl], lane_out_ptr[tl + 1]):
-            if conn_to_edge[lane_out[q]] == next2_edge:
-                return c
-    return first
 
 
 @njit

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from citytwin.agents.kernels import idm, traffic
+from citytwin.agents.kernels import idm
 from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
+from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.state import N_BUSY, new_lane_state
 from tests import naive
 
@@ -122,6 +123,6 @@ def test_find_conn_matches_reference(small_grid):
         e = int(net.lane_edge[lane])
         for n1 in nxt[ptr[e]:ptr[e + 1]]:
             for n2 in [-1, *nxt[ptr[n1]:ptr[n1 + 1]].tolist()]:
-                got = traffic.find_conn(int(lane), int(n1), int(n2), net.lane_out_ptr,
-                                        net.lane_out, net.conn_to_edge, net.conn_to_lane)
+                got = find_conn(int(lane), int(n1), int(n2), net.lane_out_ptr, net.lane_out,
+                                net.conn_to_edge, net.conn_to_lane)
                 assert got == naive.find_conn(net, lane, n1, n2)
