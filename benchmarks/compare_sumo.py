@@ -80,11 +80,19 @@ def write_routes(net_path: Path, vph: float, duration: float, seed: int, out: Pa
     return rou
 
 
+#: SUMO's stepping as citytwin's: 1 s steps, one action per step and the semi-implicit Euler
+#: position update (SUMO switches to the ballistic update when an action step length is
+#: given, even one equal to the step: "Integration method was set to 'ballistic'").
+SUMO_OPTIONS = ("--step-length", "1", "--step-method.ballistic", "false",
+                "--time-to-teleport", "300", "--no-warnings", "true", "--seed", "1")
+
+
 def run_sumo(net: Path, rou: Path, end: float, out: Path, reuse: bool = False) -> dict:
     """SUMO's figures; with ``reuse``, those of an earlier run on the same net, routes and end
     (SUMO is deterministic for them; its speed figures are then the earlier run's)."""
     net_xml = re.sub(rb"<!--.*?-->", b"", net.read_bytes(), flags=re.S)  # netgenerate's date
-    key = hashlib.sha256(net_xml + rou.read_bytes() + repr(end).encode()).hexdigest()
+    key = hashlib.sha256(net_xml + rou.read_bytes() + repr(end).encode()
+                         + " ".join(SUMO_OPTIONS).encode()).hexdigest()
     cached = out / f"sumo-{key[:16]}.json"
     if reuse and cached.is_file():
         return json.loads(cached.read_text())
@@ -95,10 +103,9 @@ def run_sumo(net: Path, rou: Path, end: float, out: Path, reuse: bool = False) -
 
 def _run_sumo(net: Path, rou: Path, end: float, out: Path) -> dict:
     tripinfo = out / "sumo.tripinfo.xml"
-    cmd = [sumo_bin("sumo"), "-n", str(net), "-r", str(rou), "--step-length", "1",
-           "--end", str(end), "--tripinfo-output", str(tripinfo), "--no-step-log", "true",
-           "--duration-log.statistics", "true", "--time-to-teleport", "300",
-           "--default.action-step-length", "1", "--no-warnings", "true", "--seed", "1"]
+    cmd = [sumo_bin("sumo"), "-n", str(net), "-r", str(rou), "--end", str(end),
+           "--tripinfo-output", str(tripinfo), "--no-step-log", "true",
+           "--duration-log.statistics", "true", *SUMO_OPTIONS]
     text, wall, rss = peak_rss_of(cmd)
     ups = _grab(r"UPS:\s*([\d.]+)", text)
     ms = _grab(r"Duration:\s*([\d.]+)\s*s", text)

@@ -18,21 +18,13 @@ import argparse
 import json
 import math
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
+from compare_sumo import SUMO_OPTIONS, sumo_bin
 
 HERE = Path(__file__).resolve().parent
-
-
-def sumo_bin(name: str) -> str:
-    try:
-        import sumo
-    except ImportError:
-        sys.exit("SUMO is not installed: pip install -e '.[sumo]'")
-    return str(Path(sumo.SUMO_HOME) / "bin" / name)
 
 
 def tls_programs(city, kind: str) -> str:
@@ -72,9 +64,8 @@ def tls_programs(city, kind: str) -> str:
 def run_sumo(net: Path, rou: Path, add: Path, out: Path) -> dict[str, float]:
     tripinfo = out.parent / f"{out.name}.tripinfo.xml"
     cmd = [sumo_bin("sumo"), "-n", str(net), "-r", str(rou), "-a", str(add),
-           "--step-length", "1", "--tripinfo-output", str(tripinfo), "--no-step-log", "true",
-           "--time-to-teleport", "300", "--default.action-step-length", "1",
-           "--no-warnings", "true", "--seed", "1", "--end", "7200"]
+           "--tripinfo-output", str(tripinfo), "--no-step-log", "true", *SUMO_OPTIONS,
+           "--end", "7200"]
     subprocess.run(cmd, check=True, capture_output=True)
     wait, loss, dur = [], [], []
     for _, el in ET.iterparse(tripinfo):

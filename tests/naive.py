@@ -41,12 +41,13 @@ def find_conn(net, lane, next_edge, next2_edge):
 
 
 def signal_states(program, t_end, dt=1.0):
-    """The phase index of a fixed-time program at every tick 0, dt, ... < t_end."""
+    """The phase index a fixed-time program moves vehicles under in each tick before
+    ``t_end``: the phase at the tick's end (dt, 2 dt, ...), as in SUMO's steps."""
     out = []
     durations = [p.duration for p in program.phases]
     into = (-program.offset) % sum(durations)
     for k in range(round(t_end / dt)):
-        pos = (into + k * dt) % sum(durations)
+        pos = (into + (k + 1) * dt) % sum(durations)
         acc = 0.0
         for q, d in enumerate(durations):
             if pos < acc + d - 1e-9:

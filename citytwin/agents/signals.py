@@ -70,11 +70,12 @@ class SignalFleet:
     """Every signal program of a city as flat arrays."""
 
     def __init__(self, programs: Sequence, detectors_of_phase: Sequence[Sequence[Sequence[int]]],
-                 n_conns: int) -> None:
+                 n_conns: int, dt: float = 1.0) -> None:
         """Args:
             programs: :class:`citytwin.model.network.SignalProgram` objects, by tls index.
             detectors_of_phase: per program, per phase, the detector indices that can extend it.
             n_conns: number of connections in the network.
+            dt: the tick, s.
         """
         self.tls_ids = [p.tls_id for p in programs]
         self.states = [[ph.state for ph in p.phases] for p in programs]
@@ -112,8 +113,10 @@ class SignalFleet:
         self.cur = np.zeros(len(programs), np.int32)
         self.elapsed = np.zeros(len(programs), np.float64)
         self.switched = np.zeros(len(programs), np.uint8)
-        for k, p in enumerate(programs):  # SUMO: at time t the program is at (t - offset)
-            into = (-p.offset) % p.cycle
+        # SUMO: at time t a program is at (t - offset), and the step that ends at t moves the
+        # vehicles under it; so the tick from 0 to dt moves them under the state at dt.
+        for k, p in enumerate(programs):
+            into = (dt - p.offset) % p.cycle
             for q, ph in enumerate(p.phases):
                 if into < ph.duration:
                     self.cur[k], self.elapsed[k] = q, into

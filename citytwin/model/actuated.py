@@ -120,7 +120,7 @@ def _sumo_phase_loops(net: Network, prog: SignalProgram, conns: np.ndarray,
     for i, lanes in lanes_of_link.items():
         for lane in lanes:
             links_of_lane.setdefault(lane, set()).add(i)
-    phases = []
+    phases: list[list[int]] = []
     for ph in prog.phases:
         if not ph.is_actuated:
             phases.append([])

@@ -101,7 +101,7 @@ class City(mesa.Model):
             det_lane.append(lane)
             det_pos.append(float(pos))
         self.detectors = DetectorFleet(n_lanes, det_ids, det_lane, det_pos)
-        self.signals = SignalFleet(network.programs, layout.of_phase, n_conns)
+        self.signals = SignalFleet(network.programs, layout.of_phase, n_conns, self.config.dt)
         self._install_signals(layout.of_lane, trips)
         self.lanes = new_lane_state(network.lane_length, n_conns, network.n_edges,
                                     network.conn_static.copy())

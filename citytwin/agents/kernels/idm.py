@@ -10,6 +10,7 @@ import math
 from citytwin.agents.kernels._config import njit_inline
 
 NUMERICAL_EPS = 0.001     # m, m/s; SUMO's floor for gaps and desired speeds in the IDM
+IDM_STEPPING = 0.25       # s; SUMO's default IDM ``stepping``: the sub-step of one speed update
 
 
 @njit_inline
@@ -39,17 +40,50 @@ def idm_free(v: float, v0: float, a: float, delta: float) -> float:
 
 
 @njit_inline
+def idm_steps(dt: float) -> int:
+    """How many sub-steps SUMO's IDM integrates a step of ``dt`` s in (its ``stepping``)."""
+    return max(1, int(dt / IDM_STEPPING + 0.5))
+
+
+@njit_inline
 def idm_speed(v: float, v0: float, gap: float, v_lead: float, a: float, b: float, s0: float,
               T: float, delta: float, dt: float) -> float:
-    """The speed after ``dt`` behind a leader ``gap`` m ahead driving at ``v_lead`` (one
-    Euler step of the IDM; ``s0`` 0 for a stop line, as SUMO's ``stopSpeed``). SUMO's floors
-    keep the gap and the desired speed off zero."""
-    s = s0 + max(0.0, v * T + v * (v - v_lead) / (2.0 * math.sqrt(a * b)))
-    r = s / max(gap, NUMERICAL_EPS)
-    return max(0.0, v + a * (1.0 - _pow(v / max(v0, NUMERICAL_EPS), delta) - r * r) * dt)
+    """The speed after ``dt`` behind a leader ``gap`` m ahead driving at ``v_lead`` (``s0`` 0
+    for a stop line, as SUMO's ``stopSpeed``).
+
+    As SUMO's ``MSCFModel_IDM::_v``: Euler sub-steps of ``IDM_STEPPING`` s, the gap shrinking
+    by what the vehicle closes in each with the leader's speed held; SUMO's floors keep the
+    gap and the desired speed off zero.
+    """
+    n = idm_steps(dt)
+    h = dt / n
+    inv_2sqrt_ab = 0.5 / math.sqrt(a * b)
+    inv_v0 = 1.0 / max(v0, NUMERICAL_EPS)
+    ah = a * h
+    for _ in range(n):
+        s = s0 + max(0.0, v * T + v * (v - v_lead) * inv_2sqrt_ab)
+        r = s / max(gap, NUMERICAL_EPS)
+        v = max(0.0, v + ah * (1.0 - _pow(v * inv_v0, delta) - r * r))
+        gap -= max(0.0, (v - v_lead) * h)
+    return v
 
 
 @njit_inline
 def idm_free_speed(v: float, v0: float, a: float, delta: float, dt: float) -> float:
     """:func:`idm_speed` on a free road."""
-    return max(0.0, v + a * (1.0 - _pow(v / max(v0, NUMERICAL_EPS), delta)) * dt)
+    n = idm_steps(dt)
+    ah = a * dt / n
+    inv_v0 = 1.0 / max(v0, NUMERICAL_EPS)
+    for _ in range(n):
+        v = max(0.0, v + ah * (1.0 - _pow(v * inv_v0, delta)))
+    return v
+
+
+@njit_inline
+def stop_speed(v: float, v0: float, gap: float, a: float, b: float, T: float, delta: float,
+               dt: float) -> float:
+    """The speed after ``dt`` for a stop ``gap`` m ahead (SUMO's ``MSCFModel_IDM::stopSpeed``:
+    the IDM without minimum gap, nothing inside 0.01 m), never beyond the stop point."""
+    if gap < 0.01:
+        return 0.0
+    return min(idm_speed(v, v0, gap, 0.0, a, b, 0.0, T, delta, dt), gap / dt)

@@ -14,7 +14,7 @@ import math
 from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
 from citytwin.agents.kernels.routes import find_conn
-from citytwin.agents.kernels.traffic import list_conn, mark_tail
+from citytwin.agents.kernels.traffic import POSITION_EPS, list_conn, mark_tail
 from citytwin.agents.roads import RED, YELLOW
 
 
@@ -61,7 +61,8 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         # inserts there too; imported networks have edges of a few metres).
         short_free = (best >= 0 and roads.lane_length[best] < length + s0
                       and math.isinf(ls.tail_speed[best]) and ls.reserved[best] == 0.0)
-        ok = best >= 0 and (best_room - length >= s0 or short_free)
+        base = length + POSITION_EPS  # SUMO's departPos "base": the back just on the lane
+        ok = best >= 0 and (best_room - base >= s0 or short_free)
         v = 0.0
         if ok:
             vmax = min(types.max_speed[ty], roads.lane_speed[best] * types.speed_factor[ty])
@@ -70,7 +71,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
                 v_safe = vmax
             else:
                 b, T = types.decel[ty], types.tau[ty]
-                gap = max(best_room - length - s0, 0.0)
+                gap = max(best_room - base - s0, 0.0)
                 v_safe = -b * T + math.sqrt((b * T) ** 2 + vl * vl + 2.0 * b * gap)
             want = trips.depart_speed[tr]
             if want < 0.0:
@@ -89,7 +90,7 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         veh.alive[i] = 1
         veh.vtype[i] = ty
         veh.lane[i] = best
-        veh.pos[i] = min(length, roads.lane_length[best])
+        veh.pos[i] = min(base, roads.lane_length[best])
         veh.speed[i] = v
         veh.speed_next[i] = v
         veh.route_start[i] = rs

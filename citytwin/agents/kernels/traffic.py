@@ -9,10 +9,12 @@ transitions, arrivals, teleports, statistics, loop detectors).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
-from citytwin.agents.kernels.idm import idm_free_speed, idm_speed
+from citytwin.agents.kernels.idm import idm_free_speed, idm_speed, stop_speed
 from citytwin.agents.kernels.right_of_way import (
     CONFLICT_WINDOW,
     HALT_SPEED,
@@ -27,10 +29,27 @@ from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.state import N_BUSY, N_CONNS, N_TAILS
 from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
 
-LOOKAHEAD = 250.0         # m; beyond this the road counts as free
-STOP_LINE_GAP = 0.5       # m; vehicles stop this far before a stop line
+LOOKAHEAD = 250.0         # m; beyond this the road after the own lane counts as free
+POSITION_EPS = 0.1        # m; SUMO's POSITION_EPS
+RED_STOP_GAP = 1.0        # m; vehicles stop this far before a red or yellow light (SUMO's
+#                           jmStoplineGap default), less if braking for it would be too hard
+MINOR_STOP_GAP = POSITION_EPS  # m; and this far before a link they must yield at
 STATS = 8                 # length of the per-tick stats vector of move()
 S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOVED = range(8)
+
+
+@njit_inline
+def stop_gap(priority: bool, dist: float, v: float, b: float, dt: float) -> float:
+    """How far before a closed link ``dist`` m ahead a vehicle at ``v`` stops (SUMO's
+    laneStopOffset): :data:`RED_STOP_GAP` at a light or a priority link, :data:`MINOR_STOP_GAP`
+    at a link it yields at; closer if stopping there would brake harder than ``b``."""
+    gap = RED_STOP_GAP if priority else MINOR_STOP_GAP
+    bdt = b * dt
+    steps = math.floor(v / bdt)  # SUMO's brakeGap for one-step (Euler) braking
+    brake = dt * (steps * v - bdt * steps * (steps + 1) / 2.0)
+    if dist >= brake:
+        gap = min(gap, dist - brake)
+    return max(MINOR_STOP_GAP, gap)
 
 
 @njit_inline
@@ -218,8 +237,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                     lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
                     resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
                     approach_wait):
-                vs = min(vs, idm_speed(v, vmax, w - p - STOP_LINE_GAP, 0.0, a, b, 0.0, T, dl,
-                                       dt))
+                vs = min(vs, stop_speed(v, vmax, w - p - MINOR_STOP_GAP, a, b, T, dl, dt))
                 cap = max(w - p - 1e-9, 0.0)
                 waits = held = True
         if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
@@ -229,6 +247,13 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             vs = min(vs, idm_speed(v, vmax, gap, vj, a, b, s0, T, dl, dt))
             ej = types.emergency_decel[veh.vtype[j]]
             cap = min(cap, gap + max(0.0, vj - ej * dt) * dt)
+            c = veh.next_conn[i]  # a red light ahead holds it too, as it does in SUMO
+            if lane_i < n_normal and c >= 0 and veh.ridx[i] < veh.route_len[i] - 1:
+                dist = lane_length[lane_i] - p
+                st = conn_state[c]
+                if st == RED or (st == YELLOW and v * v / (2.0 * b) <= dist + 0.5):
+                    vs = min(vs, stop_speed(v, vmax, dist - stop_gap(True, dist, v, b, dt), a,
+                                            b, T, dl, dt))
         elif not waits:
             dist = lane_length[lane_i] - p
             cl = lane_i
@@ -237,7 +262,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             rs = veh.route_start[i]
             first = True
             for _ in range(8):
-                if dist > LOOKAHEAD:
+                if dist > LOOKAHEAD and not first:  # (the own lane's link counts, as in SUMO)
                     break
                 stop = -1.0  # distance to a wait point to stop at, on the lane entered now
                 if cl < n_normal:
@@ -262,8 +287,8 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                             foe, foe_clear,
                             foe_at, foe_yields, resp_ptr, resp, conn_state, occ, min_back,
                             occ_go, min_back_go, approach, approach_wait):
-                        vs = min(vs, idm_speed(v, vmax, dist - STOP_LINE_GAP, 0.0, a, b, 0.0,
-                                               T, dl, dt))
+                        vs = min(vs, stop_speed(v, vmax, dist - stop_gap(
+                            c >= 0 and conn_state[c] != MINOR, dist, v, b, dt), a, b, T, dl, dt))
                         cap = min(cap, max(dist - 1e-9, 0.0))
                         held = True
                         break
@@ -290,8 +315,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                     vs = min(vs, max(vn, np.sqrt(bdt * bdt + vn * vn + 2.0 * b * dist) - bdt))
                 if stop >= 0.0:
                     held = True
-                    vs = min(vs, idm_speed(v, vmax, stop - STOP_LINE_GAP, 0.0, a, b, 0.0, T,
-                                           dl, dt))
+                    vs = min(vs, stop_speed(v, vmax, stop - MINOR_STOP_GAP, a, b, T, dl, dt))
                     cap = min(cap, max(stop - 1e-9, 0.0))
                 s, e = ls.lane_span[cl, 0], ls.lane_span[cl, 1]
                 if s < e:
@@ -323,7 +347,9 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
 @njit_inline
 def _detect(lane_i, a, b, length, t_end, lane_ptr, by_lane, det_pos, counts, present,
             last_on):
-    """Loop detectors on ``lane_i`` passed by a front moving from ``a`` to ``b``."""
+    """Loop detectors on ``lane_i`` passed by a front moving from ``a`` to ``b`` (``a``
+    negative for a front that entered the lane this tick: a loop at the lane's start counts
+    it)."""
     for q in range(lane_ptr[lane_i], lane_ptr[lane_i + 1]):
         d = by_lane[q]
         x = det_pos[d]
@@ -365,6 +391,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
         p = veh.pos[i]
         newp = p + vn * dt
         arrived = False
+        entered = False  # onto a new lane this tick
         if lane_i >= n_normal:
             c = lane_i - n_normal
             w = conn_wait[c]
@@ -411,6 +438,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 veh.dist[i] += ll - p
                 newp -= ll
                 p = 0.0
+                entered = True
                 lane_i = n_normal + c
                 if w >= 0.0 and newp > w and foes_inside(
                         c, w, np.inf, foe_ptr, foe, foe_clear, foe_at, foe_yields, occ,
@@ -423,6 +451,7 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
                 veh.dist[i] += ll - p
                 newp -= ll
                 p = 0.0
+                entered = True
                 lane_i = roads.conn_to_lane[lane_i - n_normal]
                 r = veh.ridx[i] + 1
                 veh.ridx[i] = r
@@ -444,9 +473,9 @@ def move(order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
             n_out += 1
             stats[S_ARRIVED] += 1
             continue
-        if lane_i >= n_normal or newp > p:
-            _detect(lane_i, p, newp, length, t_end, det.lane_ptr, det.by_lane, det.pos,
-                    det.counts, det.present, det.last_on)
+        if lane_i >= n_normal or newp > p or entered:
+            _detect(lane_i, -1.0 if entered else p, newp, length, t_end, det.lane_ptr,
+                    det.by_lane, det.pos, det.counts, det.present, det.last_on)
         veh.dist[i] += max(newp - p, 0.0)
         veh.pos[i] = newp
         veh.lane[i] = lane_i

@@ -45,7 +45,9 @@ def test_actuated_phase_gaps_out_without_traffic_and_holds_to_max_with_it():
     while fleet.cur[0] == 0:  # no detections: ends right after min green + gap
         fleet.step(t, 1.0, 3.0, last_on, *args)
         t += 1
-    assert t == 6  # five ticks of min green, then it switches on the sixth
+    # The first tick runs under the program at 1 s (SUMO's first step): four more ticks of
+    # min green, then it switches on the fifth.
+    assert t == 5
     while fleet.cur[0] != 2:
         fleet.step(t, 1.0, 3.0, last_on, *args)
         t += 1
@@ -60,4 +62,5 @@ def test_actuated_phase_gaps_out_without_traffic_and_holds_to_max_with_it():
 def test_actuated_phase_without_loops_ends_at_its_min_duration():
     prog = SignalProgram("J", (Phase(30, "Gr", min_dur=7, max_dur=50), Phase(3, "yr"),
                                Phase(20, "rG")), kind="actuated")
-    assert _run(prog, 40)[:12] == [0] * 7 + [1] * 3 + [2] * 2
+    # Phase 0 for its 7 s min (the first tick already runs 1 s into it), 3 s yellow, phase 2.
+    assert _run(prog, 40)[:12] == [0] * 6 + [1] * 3 + [2] * 3

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import csv
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -12,6 +15,8 @@ from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
 from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.state import N_BUSY, new_lane_state
 from tests import naive
+
+DATA = Path(__file__).parents[2] / "data"
 
 
 def _lanes(n_lanes):
@@ -99,10 +104,56 @@ def test_idm_free_road_and_standstill():
 
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0, 40), st.floats(1, 40), st.floats(-5, 300), st.floats(0, 40))
-def test_idm_speed_is_one_euler_step_of_the_idm(v, v0, gap, v_lead):
+def test_idm_speed_is_one_euler_step_of_the_idm_per_sub_step(v, v0, gap, v_lead):
     args = (v, v0, gap, v_lead, 2.6, 4.5, 2.5, 1.0, 4.0)
+    h = idm.IDM_STEPPING
     acc = naive.idm(v, v0, max(gap, idm.NUMERICAL_EPS), v - v_lead, *args[4:])
-    assert idm.idm_speed(*args, 1.0) == pytest.approx(max(0.0, v + acc), abs=1e-9)
+    assert idm.idm_speed(*args, h) == pytest.approx(max(0.0, v + acc * h), abs=1e-9)
+    # A longer step is that many sub-steps, the gap closing at the new speed in each.
+    v1 = max(0.0, v + acc * h)
+    g1 = gap - max(0.0, (v1 - v_lead) * h)
+    acc1 = naive.idm(v1, v0, max(g1, idm.NUMERICAL_EPS), v1 - v_lead, *args[4:])
+    assert idm.idm_speed(*args, 2 * h) == pytest.approx(max(0.0, v1 + acc1 * h), abs=1e-9)
+
+
+def _sumo_trace():
+    """SUMO 1.28's own trace (tests/data/sumo_traces.py): {id: {time: (pos, speed)}}."""
+    trace: dict[str, dict[float, tuple[float, float]]] = {}
+    with open(DATA / "sumo_idm_trace.csv") as f:
+        for row in csv.DictReader(f):
+            trace.setdefault(row["id"], {})[float(row["time"])] = (
+                float(row["pos"]), float(row["speed"]))
+    return trace["leader"], trace["follower"]
+
+
+def test_idm_speeds_are_sumos_step_by_step():
+    """Every step of a SUMO IDM run, from the state before it: the follower's free start,
+    closing up, braking to a stop behind the standing leader and starting after it, and the
+    leader's braking for its stop (a stop line: no minimum gap). One Euler step per second
+    misses SUMO by up to 0.03 m/s here."""
+    leader, follower = _sumo_trace()
+    a, b, s0, T, delta, v0, dt = 2.6, 4.5, 2.5, 1.0, 4.0, 13.89, 1.0
+    checked = 0
+    for t, (p, v) in follower.items():
+        if t + 1 not in follower:
+            continue
+        ours = idm.idm_free_speed(v, v0, a, delta, dt)
+        if t in leader:  # (it leaves the lane first)
+            pl, vl = leader[t]
+            ours = min(ours, idm.idm_speed(v, v0, pl - 5.0 - p, vl, a, b, s0, T, delta, dt))
+        sumo = follower[t + 1][1]
+        if sumo == 0.0 and ours < idm.NUMERICAL_EPS:
+            continue  # SUMO rounds a creep below its epsilon to a stop
+        assert ours == pytest.approx(sumo, abs=1e-6), t
+        checked += 1
+    assert checked > 100
+    stop = 600.0 + idm.NUMERICAL_EPS  # SUMO's stop position, endPos plus its epsilon
+    for t, (p, v) in leader.items():
+        if p > 590.0:
+            break
+        ours = min(idm.idm_free_speed(v, v0, a, delta, dt),
+                   idm.idm_speed(v, v0, stop - p, 0.0, a, b, 0.0, T, delta, dt))
+        assert ours == pytest.approx(leader[t + 1][1], abs=1e-6), t
 
 
 def test_idm_speed_stops_short_of_obstacles_and_creeps_only_to_stop_lines():
