@@ -25,6 +25,7 @@ from pathlib import Path
 import mesa
 import numpy as np
 
+from citytwin.agents.kernels.idm import IDM_STEPPING, NUMERICAL_EPS
 from citytwin.model.city import City
 from citytwin.model.config import SimConfig
 from citytwin.model.demand import Demand, Trip, VehicleType
@@ -36,19 +37,38 @@ _VT = VehicleType()  # citytwin's defaults (SUMO's passenger car)
 LENGTH, S0, A, B, TAU = _VT.length, _VT.min_gap, _VT.accel, _VT.decel, _VT.tau
 EMERGENCY = _VT.emergency_decel
 VMAX = min(_VT.max_speed, ROAD_SPEED * _VT.speed_factor)
-SQRT_AB = math.sqrt(A * B)
 assert _VT.delta == 4.0  # the free-road term below is written for IDM's usual exponent
 
 
 # -- plain Mesa -------------------------------------------------------------------------------
-def idm(v: float, gap: float, dv: float) -> float:
-    """IDM acceleration at speed ``v`` behind a leader ``gap`` m ahead closing at ``dv``
-    (citytwin's ``kernels.idm.idm``, term by term)."""
-    s_star = S0 + max(0.0, v * TAU + v * dv / (2.0 * SQRT_AB))
-    r = s_star / max(gap, 0.01)
-    x = v / VMAX
-    x2 = x * x
-    return A * (1.0 - x2 * x2 - r * r)
+STEPS = max(1, int(DT / IDM_STEPPING + 0.5))  # SUMO's IDM sub-steps, as citytwin's
+H = DT / STEPS
+AH = A * H
+INV_VMAX = 1.0 / VMAX
+INV_2SQRT_AB = 0.5 / math.sqrt(A * B)
+
+
+def free_speed(v: float) -> float:
+    """The speed after a tick on a free road (citytwin's ``kernels.idm.idm_free_speed``,
+    operation by operation)."""
+    for _ in range(STEPS):
+        x = v * INV_VMAX
+        x2 = x * x
+        v = max(0.0, v + AH * (1.0 - x2 * x2))
+    return v
+
+
+def follow_speed(v: float, gap: float, v_lead: float) -> float:
+    """The speed after a tick behind a leader ``gap`` m ahead at ``v_lead`` (citytwin's
+    ``kernels.idm.idm_speed``, operation by operation)."""
+    for _ in range(STEPS):
+        s_star = S0 + max(0.0, v * TAU + v * (v - v_lead) * INV_2SQRT_AB)
+        r = s_star / max(gap, NUMERICAL_EPS)
+        x = v * INV_VMAX
+        x2 = x * x
+        v = max(0.0, v + AH * (1.0 - x2 * x2 - r * r))
+        gap -= max(0.0, (v - v_lead) * H)
+    return v
 
 
 class Car(mesa.Agent):
@@ -66,17 +86,15 @@ class Car(mesa.Agent):
         """Choose this tick's speed: IDM towards the leader (free road without one), at most
         emergency braking, never negative, and never into a leader braking at its hardest."""
         v = self.speed
-        x = v / VMAX
-        x2 = x * x
-        acc = A * (1.0 - x2 * x2)
+        vs = free_speed(v)
         cap = math.inf
         lead = self.leader
         if lead is not None:
             gap = lead.pos - LENGTH - self.pos
-            acc = min(acc, idm(v, gap, v - lead.speed))
+            vs = min(vs, follow_speed(v, gap, lead.speed))
             cap = gap + max(0.0, lead.speed - EMERGENCY * DT) * DT
-        acc = max(acc, -EMERGENCY)
-        vn = min(max(v + acc * DT, 0.0), VMAX if v < VMAX else v)
+        vn = max(vs, v - EMERGENCY * DT)
+        vn = min(max(vn, 0.0), VMAX if v < VMAX else v)
         if vn * DT > cap:
             vn = max(cap, 0.0) / DT
         self.speed_next = vn
