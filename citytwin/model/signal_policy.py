@@ -51,7 +51,7 @@ class MaxPressureParams:
 @dataclass(frozen=True)
 class SotlParams:
     min_green: float = 5.0
-    theta: float = 100.0
+    theta: float = 200.0
     mu: float = 3.0
     near: float = 25.0
     block: float = 10.0
