@@ -13,7 +13,7 @@ networkx ``MultiDiGraph`` through :meth:`Network.graph`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -23,15 +23,11 @@ import numpy as np
 from citytwin.agents.kernels.geometry import conflict_points
 from citytwin.agents.roads import MAJOR, MINOR, RoadArrays, state_code
 from citytwin.errors import NetworkError
+from citytwin.model.junctions import polylines_cross, wait_points
 
 #: Smallest length an internal (junction) lane may have; SUMO nets built without internal
 #: links give connections no length at all.
 MIN_INTERNAL_LENGTH = 0.5
-#: A yielding vehicle waits inside its junction only if its wait point is at least this far
-#: past the stop line (metres).
-MIN_WAIT = 1.0
-#: Distance kept to a conflict point by a vehicle waiting before it (metres).
-STOP_GAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -289,7 +285,7 @@ class NetworkBuilder:
                     merge = ca.to_edge == cb.to_edge and ca.to_lane == cb.to_lane
                     if ca.from_edge == cb.from_edge and not merge:
                         continue  # side by side lanes of one approach
-                    if merge or _polylines_cross(ca.shape, cb.shape):
+                    if merge or polylines_cross(ca.shape, cb.shape):
                         ca.foes.add(b)
                         cb.foes.add(a)
                         if rank[a] < rank[b]:
@@ -303,19 +299,6 @@ class NetworkBuilder:
         if not self._edge_ids:
             raise NetworkError("the network has no edges")
         return Network(self)
-
-
-def _segments_cross(p1, p2, q1, q2) -> bool:
-    def orient(a, b, c) -> float:
-        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
-    d1, d2 = orient(q1, q2, p1), orient(q1, q2, p2)
-    d3, d4 = orient(p1, p2, q1), orient(p1, p2, q2)
-    return (d1 * d2 < 0) and (d3 * d4 < 0)
-
-
-def _polylines_cross(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> bool:
-    return any(_segments_cross(a[i], a[i + 1], b[j], b[j + 1])
-               for i in range(len(a) - 1) for j in range(len(b) - 1))
 
 
 def _csr(rows: Sequence[Iterable[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -337,40 +320,6 @@ def _conflict_points(conns: Sequence[_Conn], lane_length: np.ndarray, n_normal: 
     return conflict_points(shape_ptr, np.ascontiguousarray(xy[:, 0]),
                            np.ascontiguousarray(xy[:, 1]), lane_length, n_normal, conn_to_lane,
                            foe_ptr, foe)
-
-
-def _wait_points(foe_ptr: np.ndarray, foe: np.ndarray, foe_at: np.ndarray,
-                 resp_ptr: np.ndarray, resp: np.ndarray,
-                 green_together: Callable[[int, int], bool]
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Where a yielding vehicle waits inside its junction, and which waiting vehicles a foe
-    may ignore.
-
-    ``wait[c]``: just short of the first point where connection ``c`` meets a foe it must
-    yield to and that can be green with it (SUMO's internal junction of a left turn): a
-    vehicle with a gap to enter but not yet one to cross waits there, off its approach lane;
-    -1 where that point is within :data:`MIN_WAIT` of the stop line (the vehicle waits at the
-    stop line).
-    ``yields[q]`` for foe entry ``q`` of ``c`` (``f = foe[q]``): ``f`` yields to ``c`` and
-    meets it beyond ``f``'s wait point, so a vehicle standing at that wait point does not
-    hold ``c`` up.
-    """
-    n = foe_ptr.shape[0] - 1
-    entry = {(c, int(foe[q])): q for c in range(n) for q in range(foe_ptr[c], foe_ptr[c + 1])}
-    wait = np.full(n, -1.0)
-    for c in range(n):
-        w = min((foe_at[entry[c, int(r)]] for r in resp[resp_ptr[c]:resp_ptr[c + 1]]
-                 if green_together(c, int(r))), default=np.inf) - STOP_GAP
-        if MIN_WAIT <= w < np.inf:
-            wait[c] = w
-    yields = np.zeros(foe.shape[0], dtype=np.uint8)
-    for c in range(n):
-        for q in range(foe_ptr[c], foe_ptr[c + 1]):
-            f = int(foe[q])
-            if wait[f] >= 0 and c in resp[resp_ptr[f]:resp_ptr[f + 1]] \
-                    and foe_at[entry[f, c]] >= wait[f]:
-                yields[q] = 1
-    return wait, yields
 
 
 class Network:
@@ -449,7 +398,7 @@ class Network:
         self.conn_foe_clear, self.conn_foe_at = _conflict_points(
             conns, lane_length, n_normal, c_to, self.conn_foe_ptr, self.conn_foe)
         self._validate()
-        self.conn_wait, self.conn_foe_yields = _wait_points(
+        self.conn_wait, self.conn_foe_yields = wait_points(
             self.conn_foe_ptr, self.conn_foe, self.conn_foe_at, self.conn_resp_ptr,
             self.conn_resp, self._green_together)
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 
 from citytwin.agents.kernels._config import njit, njit_inline
-from citytwin.agents.kernels.right_of_way import HALT_SPEED
+from citytwin.agents.kernels.right_of_way import HALT_SPEED, stops_for
 from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.traffic import POSITION_EPS, list_conn, mark_tail
-from citytwin.agents.roads import RED, YELLOW
 
 
 @njit
@@ -129,7 +128,7 @@ def _approach(c, dist, v, decel, conn_state, approach, approach_wait, listed, co
     :func:`~citytwin.agents.kernels.traffic.prepass` does for every lane's front vehicle, so
     that the prepass need not run again after insertion."""
     st = conn_state[c]
-    if st == RED or (st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5):
+    if stops_for(st, v, decel, dist):
         return
     if v < HALT_SPEED:
         return  # a standing vehicle at the far end of its lane: the prepass would keep it

@@ -94,6 +94,13 @@ def clear_time(eta, d, v, halt, length, accel, max_speed, speed_factor, speed_th
 
 
 @njit_inline
+def stops_for(st, v, decel, dist) -> bool:
+    """Does a vehicle at ``v``, ``dist`` metres before a link in state ``st``, stop for its
+    light: at red, and at yellow when it can stop comfortably (at ``decel``)?"""
+    return st == RED or (st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5)
+
+
+@njit_inline
 def link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, via_length,
                via_speed, wait, box_free, signalised, foe_ptr, foe, foe_clear, foe_at, foe_yields,
                resp_ptr, resp, conn_state, occ, min_back, occ_go, min_back_go, approach,
@@ -109,10 +116,8 @@ def link_open(c, dist, v, halt, length, accel, decel, max_speed, speed_factor, v
     most 30 arguments: Python passes more as a tuple, which numba cannot inline.)
     """
     st = conn_state[c]
-    if st == RED:
+    if stops_for(st, v, decel, dist):
         return False
-    if st == YELLOW and v * v / (2.0 * decel) <= dist + 0.5:
-        return False  # can stop comfortably: do so
     eta = dist / max(v, 1.0)
     if eta < CONFLICT_WINDOW:
         inner = st == MINOR and wait >= 0.0

@@ -23,11 +23,12 @@ from citytwin.agents.kernels.right_of_way import (
     link_open,
     look_ahead,
     minor_slowdown,
+    stops_for,
     wait_open,
 )
 from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.kernels.state import N_BUSY, N_CONNS, N_TAILS
-from citytwin.agents.roads import MAJOR, MINOR, RED, YELLOW
+from citytwin.agents.roads import MAJOR, MINOR, RED
 
 LOOKAHEAD = 250.0         # m; beyond this the road after the own lane counts as free
 POSITION_EPS = 0.1        # m; SUMO's POSITION_EPS
@@ -169,7 +170,7 @@ def prepass(order, n, veh, types, roads, ls, route_edges, dt):
         dist = roads.lane_length[lane_i] - veh.pos[front]
         v = veh.speed[front]
         ty = veh.vtype[front]
-        if st == YELLOW and v * v / (2.0 * types.decel[ty]) <= dist + 0.5:
+        if stops_for(st, v, types.decel[ty], dist):
             continue  # will stop at the yellow
         if v < HALT_SPEED:
             # A standing vehicle that cannot enter now does not approach (SUMO's willPass):
@@ -250,8 +251,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             c = veh.next_conn[i]  # a red light ahead holds it too, as it does in SUMO
             if lane_i < n_normal and c >= 0 and veh.ridx[i] < veh.route_len[i] - 1:
                 dist = lane_length[lane_i] - p
-                st = conn_state[c]
-                if st == RED or (st == YELLOW and v * v / (2.0 * b) <= dist + 0.5):
+                if stops_for(conn_state[c], v, b, dist):
                     vs = min(vs, stop_speed(v, vmax, dist - stop_gap(True, dist, v, b, dt), a,
                                             b, T, dl, dt))
         elif not waits:
