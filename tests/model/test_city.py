@@ -240,6 +240,35 @@ def test_lane_is_chosen_ahead_of_a_chain_of_short_edges():
     assert k["vehicles_arrived"] == k["vehicles_demand"] == 50 and k["teleports"] == 0
 
 
+def test_vehicle_on_a_dead_end_lane_shorter_than_itself_changes_off_it():
+    """A vehicle that reached the wrong lane of a 0.2 m edge (Berlin's Rudower Chaussee has
+    one: those that could not change before it stood there until teleported) changes lanes
+    from where it stands, as SUMO's vehicles do, and drives on."""
+    b = NetworkBuilder()
+    for j, x in {"a": 0, "b": 200, "c": 200.2, "d": 400, "e": 400}.items():
+        b.add_junction(j, x, 0 if j != "e" else 50)
+    b.add_edge("in", "a", "b", [(200.0, 13.89)] * 2)
+    b.add_edge("short", "b", "c", [(0.2, 13.89)] * 2)
+    b.add_edge("exit", "c", "d", [(200.0, 13.89)])
+    b.add_edge("on", "c", "e", [(200.0, 13.89)])
+    for k in range(2):
+        b.add_connection("in", k, "short", k, length=2.0)
+    b.add_connection("short", 0, "exit", 0, length=2.0)
+    b.add_connection("short", 1, "on", 0, length=2.0)
+    b.derive_conflicts()
+    net = b.build()
+    city = City(net, Demand(trips=[Trip("t", 0.0, "in", "exit")]), rng=1)
+    city.step()
+    veh = city.fleet.veh
+    (i,) = [k for k in range(veh.alive.shape[0]) if veh.alive[k]]
+    dead_end = list(net.lane_ids).index("short_1")
+    veh.lane[i], veh.pos[i], veh.speed[i] = dead_end, 0.2 - 0.1 - 1e-12, 0.0
+    veh.ridx[i], veh.next_conn[i], veh.reach_lane[i] = 1, -1, -1
+    _step_checked(city, 120)
+    k = city.kpis()
+    assert k["vehicles_arrived"] == 1 and k["teleports"] == 0 and k["lane_changes"] == 1
+
+
 def test_vehicle_departs_from_an_edge_shorter_than_itself():
     b = NetworkBuilder()
     for j, x in {"a": 0, "b": 3, "c": 203}.items():

@@ -83,6 +83,12 @@ def _reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edg
 
 
 @njit_inline
+def _short(lane_i, ty, lane_length, t_length):
+    """Is ``lane_i`` too short for a vehicle of type ``ty`` to be wholly on it?"""
+    return lane_length[lane_i] < t_length[ty] + 1.0
+
+
+@njit_inline
 def _accel_on(i, lane_i, order, span, vtype, speed, pos, lane_speed, t_length, t_min_gap,
               t_accel, t_decel, t_max_speed, t_tau, t_delta, t_speed_factor):
     """IDM acceleration of vehicle ``i`` if it were on ``lane_i`` (own lane: leader only)."""
@@ -181,8 +187,11 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
         if nl < 2:
             continue
         ty = vtype[i]
-        if pos[i] < min(t_length[ty] + 1.0, 0.5 * roads.lane_length[lane_i]):
-            continue  # still entering the lane
+        if not _short(lane_i, ty, roads.lane_length, t_length) and pos[i] < min(
+                t_length[ty] + 1.0, 0.5 * roads.lane_length[lane_i]):
+            continue  # still entering the lane (a lane shorter than the vehicle: from
+            #           anywhere on it, as SUMO's vehicles change lanes; imported networks
+            #           have lanes of 0.2 m a vehicle may have to leave to follow its route)
         first = roads.edge_first_lane[e]
         r, last, rs = veh.ridx[i], veh.route_len[i] - 1, veh.route_start[i]
         nxt = route_edges[rs + r + 1] if r < last else -1
@@ -231,6 +240,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                 tl = lane_i + (1 if best > lane_i else -1)
                 if ls.lc_stamp[tl] == tick:
                     continue
+                if _short(tl, ty, roads.lane_length, t_length) and ls.reserved[tl] > 0.0:
+                    continue  # a vehicle inside the junction behind is about to enter it
                 urgent = to_end + max(own, 0.0) < URGENT
                 ok, follower = _safe(i, tl, urgent, order, span, vtype, speed, pos,
                                      lane_speed, t_length, t_min_gap, t_accel, t_decel,
