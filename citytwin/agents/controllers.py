@@ -121,9 +121,9 @@ class MaxPressure(Controller):
     the start of the green had ``headway`` seconds per vehicle to leave, the stage of highest
     pressure; ``max_green`` bounds a green when others are waiting."""
 
-    min_green: float = 10.0
-    max_green: float = 90.0
-    headway: float = 2.0
+    min_green: float = 6.0
+    max_green: float = 60.0
+    headway: float = 3.0
     name: ClassVar[str] = "max-pressure"
     strategy: ClassVar[int] = kc.MAX_PRESSURE
 

@@ -43,9 +43,9 @@ class ActuatedParams:
 
 @dataclass(frozen=True)
 class MaxPressureParams:
-    min_green: float = 10.0
-    max_green: float = 90.0
-    headway: float = 2.0
+    min_green: float = 6.0
+    max_green: float = 60.0
+    headway: float = 3.0
 
 
 @dataclass(frozen=True)
