@@ -31,7 +31,8 @@ def polylines_cross(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, f
 
 def wait_points(foe_ptr: np.ndarray, foe: np.ndarray, foe_at: np.ndarray,
                  resp_ptr: np.ndarray, resp: np.ndarray,
-                 green_together: Callable[[int, int], bool]
+                 green_together: Callable[[int, int], bool],
+                 given: Sequence[float | None] | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """Where a yielding vehicle waits inside its junction, and which waiting vehicles a foe
     may ignore.
@@ -40,7 +41,8 @@ def wait_points(foe_ptr: np.ndarray, foe: np.ndarray, foe_at: np.ndarray,
     yield to and that can be green with it (SUMO's internal junction of a left turn): a
     vehicle with a gap to enter but not yet one to cross waits there, off its approach lane;
     -1 where that point is within :data:`MIN_WAIT` of the stop line (the vehicle waits at the
-    stop line).
+    stop line). Where ``given[c]`` is set (SUMO's internal junction of an imported network),
+    that is the wait point.
     ``yields[q]`` for foe entry ``q`` of ``c`` (``f = foe[q]``): ``f`` yields to ``c`` and
     meets it beyond ``f``'s wait point, so a vehicle standing at that wait point does not
     hold ``c`` up.
@@ -51,7 +53,9 @@ def wait_points(foe_ptr: np.ndarray, foe: np.ndarray, foe_at: np.ndarray,
     for c in range(n):
         w = min((foe_at[entry[c, int(r)]] for r in resp[resp_ptr[c]:resp_ptr[c + 1]]
                  if green_together(c, int(r))), default=np.inf) - STOP_GAP
-        if MIN_WAIT <= w < np.inf:
+        if given is not None and given[c] is not None:
+            wait[c] = given[c]
+        elif MIN_WAIT <= w < np.inf:
             wait[c] = w
     yields = np.zeros(foe.shape[0], dtype=np.uint8)
     for c in range(n):

@@ -115,6 +115,7 @@ class _Conn:
     link: int
     shape: list[tuple[float, float]]
     speed: float | None = None
+    wait: float | None = None
     foes: set[int] = field(default_factory=set)
     response: set[int] = field(default_factory=set)
 
@@ -215,13 +216,16 @@ class NetworkBuilder:
                        length: float, direction: str = "s", state: str = "M",
                        tls: str | None = None, link_index: int = -1,
                        shape: Sequence[tuple[float, float]] | None = None,
-                       speed: float | None = None) -> int:
+                       speed: float | None = None, wait: float | None = None) -> int:
         """Add a lane-to-lane connection through the junction at the end of ``from_edge``.
 
         ``state`` is the SUMO link state of an unsignalised connection (``M`` major, ``m``
         minor, ...); a signalised one names its controller ``tls`` and ``link_index``.
         ``speed``: the speed limit through the junction, m/s (SUMO's internal lanes have one
         from the turn's radius); by default the slower of the two lanes, turns at most 50 km/h.
+        ``wait``: where along its path a vehicle that yields waits inside the junction, m
+        (SUMO's internal junction); by default just short of the first point where it meets
+        a foe it yields to.
         """
         fe, te = self.edge_index(from_edge), self.edge_index(to_edge)
         if not 0 <= from_lane < len(self._edge_lanes[fe]):
@@ -251,7 +255,8 @@ class NetworkBuilder:
         self._conns.append(_Conn(fe, from_lane, te, to_lane, length, self._edge_to[fe],
                                  direction, static, tls_i, int(link_index),
                                  [(float(a), float(b)) for a, b in shape],
-                                 None if speed is None else float(speed)))
+                                 None if speed is None else float(speed),
+                                 None if wait is None else float(wait)))
         return len(self._conns) - 1
 
     def set_conflicts(self, conn: int, foes: Iterable[int], response: Iterable[int]) -> None:
@@ -400,7 +405,7 @@ class Network:
         self._validate()
         self.conn_wait, self.conn_foe_yields = wait_points(
             self.conn_foe_ptr, self.conn_foe, self.conn_foe_at, self.conn_resp_ptr,
-            self.conn_resp, self._green_together)
+            self.conn_resp, self._green_together, [c.wait for c in conns])
 
     def _green_together(self, a: int, b: int) -> bool:
         """Can connections ``a`` and ``b`` be green at once (always, unless one signal

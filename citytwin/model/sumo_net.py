@@ -6,8 +6,9 @@ sumolib, the SUMO project's own reader, parses the file; this module maps what i
 - edges with at least one lane open to passenger cars, and only those lanes (lane ids stay
   SUMO's, so ``"e_1"`` is the same lane in both tools even when ``e_0`` is a sidewalk);
 - each lane-to-lane connection between kept lanes, with the length of its chain of internal
-  (``via``) lanes, their speed limit, its direction, its signal link index and its
-  unsignalised state;
+  (``via``) lanes, their speed limit, its direction, its signal link index, its
+  unsignalised state and, where an internal junction splits that chain (a left turn's), the
+  wait point at its end;
 - conflicts straight from the junctions' request matrices: ``foes`` are the links that cross
   or merge, ``response`` the links a connection must yield to;
 - the last loaded program of each traffic light (SUMO's active one), static or actuated, with
@@ -107,7 +108,7 @@ def _convert(net) -> Network:
                 if (from_lane.getID() not in kept_lane or to_lane.getID() not in kept_lane
                         or not c.allows(VCLASS)):
                     continue
-                length, shape, speed = _via_chain(net, c)
+                length, shape, speed, wait = _via_chain(net, c)
                 tls = c.getTLSID() or None
                 if tls is not None and tls not in tls_kept:
                     raise NetworkError(f"connection {from_lane.getID()} -> {to_lane.getID()} "
@@ -117,7 +118,7 @@ def _convert(net) -> Network:
                     c.getTo().getID(), kept_lane[to_lane.getID()],
                     length=length, direction=c.getDirection(), state=_static_state(c),
                     tls=tls, link_index=c.getTLLinkIndex() if tls else -1, shape=shape,
-                    speed=speed)
+                    speed=speed, wait=wait)
 
     for (node_id, index), conn in conn_of_link.items():
         node = net.getNode(node_id)
@@ -142,10 +143,13 @@ def _static_state(c) -> str:
     return state
 
 
-def _via_chain(net, c) -> tuple[float, list[tuple[float, float]], float | None]:
+def _via_chain(net, c) -> tuple[float, list[tuple[float, float]], float | None, float | None]:
     """Length, shape and speed limit (the least of its internal lanes', None without any) of
-    a connection's path through its junction."""
+    a connection's path through its junction, and where a yielding vehicle waits on it: at
+    the end of its first internal lane when an internal junction splits the path (None
+    when none does)."""
     length = 0.0
+    wait: float | None = None
     speed: float | None = None
     shape: list[tuple[float, float]] = []
     via = c.getViaLaneID()
@@ -158,9 +162,11 @@ def _via_chain(net, c) -> tuple[float, list[tuple[float, float]], float | None]:
         shape.extend(lane.getShape())
         nxt = lane.getOutgoing()
         via = nxt[0].getViaLaneID() if nxt else ""
+        if via and wait is None:
+            wait = length
     if not shape:
         shape = [c.getFromLane().getShape()[-1], c.getToLane().getShape()[0]]
-    return length, shape, speed
+    return length, shape, speed, wait
 
 
 def _programs(net, edges) -> list[tuple[SignalProgram, list[str]]]:

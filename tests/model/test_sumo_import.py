@@ -73,6 +73,13 @@ def test_signalised_net_imports_every_element(tls_net):
         # Speed through it: the least of those lanes' limits (turns are slower).
         assert tls_net.lane_speed[tls_net.n_normal_lanes + c] == pytest.approx(
             chain_speed(el.get("via")))
+        # A path split by an internal junction (a left turn's) has its wait point where
+        # SUMO's vehicles wait, at the end of the first internal lane; others have none.
+        via = el.get("via")
+        if next_via.get(via):
+            assert tls_net.conn_wait[c] == pytest.approx(float(lanes[via].get("length")))
+        else:
+            assert tls_net.conn_wait[c] == -1.0
     turns = [c for c in range(tls_net.n_connections) if tls_net.conn_direction[c] in "lr"]
     assert turns and all(tls_net.lane_speed[tls_net.n_normal_lanes + c]
                          < tls_net.lane_speed[tls_net.conn_from_lane[c]] for c in turns)
