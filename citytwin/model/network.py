@@ -252,6 +252,9 @@ class NetworkBuilder:
         if speed is not None and not speed > 0:
             raise NetworkError(f"connection {from_edge!r} -> {to_edge!r}: speed must be > 0, "
                                f"got {speed}")
+        if wait is not None and not 0.0 <= wait <= length:
+            raise NetworkError(f"connection {from_edge!r} -> {to_edge!r}: wait must be within "
+                               f"its length (0 to {length:g} m), got {wait}")
         self._conns.append(_Conn(fe, from_lane, te, to_lane, length, self._edge_to[fe],
                                  direction, static, tls_i, int(link_index),
                                  [(float(a), float(b)) for a, b in shape],

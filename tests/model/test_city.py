@@ -240,6 +240,45 @@ def test_lane_is_chosen_ahead_of_a_chain_of_short_edges():
     assert k["vehicles_arrived"] == k["vehicles_demand"] == 50 and k["teleports"] == 0
 
 
+def test_vehicle_departs_on_the_lane_its_route_needs_further_on():
+    """SUMO's departLane="best": both lanes of the first edge lead to the next one, but only
+    the left lane of that one leads on to the turn, so the vehicle departs on the left lane,
+    not on the first lane with room."""
+    b = NetworkBuilder()
+    for j, (x, y) in {"a": (0, 0), "b": (100, 0), "c": (200, 0), "d": (300, 0),
+                      "e": (200, 100)}.items():
+        b.add_junction(j, x, y)
+    b.add_edge("in", "a", "b", [(100.0, 13.89)] * 2)
+    b.add_edge("mid", "b", "c", [(100.0, 13.89)] * 2)
+    b.add_edge("on", "c", "d", [(100.0, 13.89)])
+    b.add_edge("turn", "c", "e", [(100.0, 13.89)])
+    for k in range(2):
+        b.add_connection("in", k, "mid", k, length=2.0)
+    b.add_connection("mid", 0, "on", 0, length=2.0)
+    b.add_connection("mid", 1, "turn", 0, length=5.0, direction="l")
+    b.derive_conflicts()
+    net = b.build()
+    city = City(net, Demand(trips=[Trip("t", 0.0, "in", "turn"), Trip("s", 0.0, "in", "on")]),
+                rng=1)
+    city.step()
+    veh, ids = city.fleet.veh, city.fleet.trip_ids
+    lane_of = {ids[veh.trip[i]]: net.lane_ids[veh.lane[i]]
+               for i in range(veh.alive.shape[0]) if veh.alive[i]}
+    assert lane_of == {"t": "in_1", "s": "in_0"}
+
+
+@pytest.mark.parametrize("wait", [-0.5, 5.5])
+def test_wait_point_outside_its_connection_is_rejected(wait):
+    from citytwin.errors import NetworkError
+    b = NetworkBuilder()
+    for j, x in {"a": 0, "b": 100, "c": 200}.items():
+        b.add_junction(j, x, 0)
+    b.add_edge("in", "a", "b", [(100.0, 13.89)])
+    b.add_edge("out", "b", "c", [(100.0, 13.89)])
+    with pytest.raises(NetworkError, match="wait must be within its length"):
+        b.add_connection("in", 0, "out", 0, length=5.0, wait=wait)
+
+
 def test_vehicle_on_a_dead_end_lane_shorter_than_itself_changes_off_it():
     """A vehicle that reached the wrong lane of a 0.2 m edge (Berlin's Rudower Chaussee has
     one: those that could not change before it stood there until teleported) changes lanes

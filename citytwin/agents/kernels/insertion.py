@@ -2,9 +2,9 @@
 
 SUMO's rules: a vehicle departs when its depart time has come and its first edge has room;
 otherwise it waits (its depart delay grows) and, per edge, later vehicles wait behind it. The
-lane is the one with most room among those that lead on to the next edge of the route
-("best"); the speed is the highest that is safe behind the lane's last vehicle ("max") or the
-requested depart speed if that is safe.
+lane is the one with most room among those that follow the route furthest without a lane
+change ("best"); the speed is the highest that is safe behind the lane's last vehicle
+("max") or the requested depart speed if that is safe.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import math
 
 from citytwin.agents.kernels._config import njit, njit_inline
 from citytwin.agents.kernels.right_of_way import HALT_SPEED, stops_for
-from citytwin.agents.kernels.routes import find_conn
+from citytwin.agents.kernels.routes import REACH, find_conn, lane_reach
 from citytwin.agents.kernels.traffic import POSITION_EPS, list_conn, mark_tail
 
 
@@ -42,20 +42,21 @@ def insert(backlog, nb, trips, veh, types, roads, ls, route_edges, free_slots, n
         nxt = route_edges[rs + 1] if rl > 1 else -1
         n2 = route_edges[rs + 2] if rl > 2 else -1
         first, nl = roads.edge_first_lane[e], roads.edge_num_lanes[e]
-        best, best_c, best_room = -1, -1, -1.0
-        for pass_ in range(2):  # lanes that lead on first; any lane if none does
-            for lane_i in range(first, first + nl):
-                c = -1
-                if nxt >= 0:
-                    c = find_conn(lane_i, nxt, n2, roads.lane_out_ptr, roads.lane_out,
-                                  roads.conn_to_edge, roads.conn_to_lane)
-                    if c < 0 and pass_ == 0:
-                        continue
-                room = ls.tail_back[lane_i]
-                if room > best_room:
-                    best, best_c, best_room = lane_i, c, room
-            if best >= 0:
-                break
+        # SUMO's "best": of the lanes that follow the route furthest without a lane change
+        # (up to REACH past this edge), the one with most room; any lane if none leads on
+        best, best_c, best_room, best_reach = -1, -1, -1.0, -2.0
+        for lane_i in range(first, first + nl):
+            c = -1
+            reach = REACH
+            if nxt >= 0:
+                c = find_conn(lane_i, nxt, n2, roads.lane_out_ptr, roads.lane_out,
+                              roads.conn_to_edge, roads.conn_to_lane)
+                reach = lane_reach(lane_i, 0, rs, rl - 1, route_edges, roads.lane_out_ptr,
+                                   roads.lane_out, roads.conn_to_edge, roads.conn_to_lane,
+                                   roads.lane_length)
+            room = ls.tail_back[lane_i]
+            if reach > best_reach or (reach == best_reach and room > best_room):
+                best, best_c, best_room, best_reach = lane_i, c, room, reach
         # A lane shorter than the vehicle takes it when empty, front at the lane's end (SUMO
         # inserts there too; imported networks have edges of a few metres).
         short_free = (best >= 0 and roads.lane_length[best] < length + s0

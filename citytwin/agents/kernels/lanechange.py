@@ -21,15 +21,13 @@ from __future__ import annotations
 from citytwin.agents.kernels._config import njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm, idm_free
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
-from citytwin.agents.kernels.routes import find_conn
+from citytwin.agents.kernels.routes import REACH, find_conn, lane_reach
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
 GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it
 NO_TACTICAL = 10.0    # m before a lane end in which only strategic changes happen
 TACTICAL_EVERY = 4    # ticks between two looks for a faster lane (staggered by slot)
 URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
-REACH = 150.0         # m past its end within which a lane must lead on along the route
-REACH_DEPTH = 6       # edges looked at for that (chains of short edges in imported nets)
 BLUELIGHT_REACH = 25.0  # m beyond an emergency vehicle's stopping distance within which other
                         # drivers react to it (SUMO's device.bluelight.reactiondist)
 
@@ -56,30 +54,6 @@ def _bluelight_near(gap, v, decel):
     """Is a vehicle ``gap`` metres ahead of an emergency vehicle (speed ``v``, comfortable
     deceleration ``decel``) close enough to react to it?"""
     return gap < v * v / (2.0 * decel) + BLUELIGHT_REACH
-
-
-@njit_inline
-def _reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edge,
-           conn_to_lane, lane_length):
-    """How far past the end of ``lane_i`` (on route edge ``r``) the vehicle can follow its
-    route without another lane change, capped at ``REACH`` (also when the route ends);
-    -1 when the lane has no connection to the next route edge."""
-    d = 0.0
-    cl = lane_i
-    for _ in range(REACH_DEPTH):
-        if r >= last:
-            return REACH
-        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-        c = find_conn(cl, route_edges[rs + r + 1], n2, lane_out_ptr, lane_out, conn_to_edge,
-                      conn_to_lane)
-        if c < 0:
-            return d if cl != lane_i else -1.0
-        cl = conn_to_lane[c]
-        d += lane_length[cl]
-        r += 1
-        if d >= REACH:
-            return REACH
-    return REACH
 
 
 @njit_inline
@@ -304,13 +278,14 @@ def _cache_reach(i, lane_i, first, nl, r, rs, last, route_edges, lane_out_ptr, l
     lanes to its left and right (-2 where there is no lane). The cache is valid while the
     vehicle stays on this lane (:func:`~citytwin.agents.kernels.traffic.move`, teleports and
     rerouting forget it)."""
-    own = _reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edge,
-                 conn_to_lane, lane_length)
+    own = lane_reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edge,
+                     conn_to_lane, lane_length)
     best, best_q, best_d = -1, own, 1 << 30
     left = right = -2.0
     for tl in range(first, first + nl):
-        q = own if tl == lane_i else _reach(tl, r, rs, last, route_edges, lane_out_ptr,
-                                            lane_out, conn_to_edge, conn_to_lane, lane_length)
+        q = own if tl == lane_i else lane_reach(tl, r, rs, last, route_edges, lane_out_ptr,
+                                                lane_out, conn_to_edge, conn_to_lane,
+                                                lane_length)
         if tl == lane_i + 1:
             left = q
         elif tl == lane_i - 1:

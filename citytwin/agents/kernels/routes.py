@@ -6,6 +6,9 @@ import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline
 
+REACH = 150.0         # m past its end within which a lane must lead on along the route
+REACH_DEPTH = 6       # edges looked at for that (chains of short edges in imported nets)
+
 
 @njit
 def extract_paths(pred: np.ndarray, row_of: np.ndarray, origins: np.ndarray,
@@ -110,3 +113,27 @@ def find_conn(lane: int, next_edge: int, next2_edge: int, lane_out_ptr: np.ndarr
             if conn_to_edge[lane_out[q]] == next2_edge:
                 return c
     return first
+
+
+@njit_inline
+def lane_reach(lane_i, r, rs, last, route_edges, lane_out_ptr, lane_out, conn_to_edge,
+               conn_to_lane, lane_length):
+    """How far past the end of ``lane_i`` (on route edge ``r``) the vehicle can follow its
+    route without another lane change, capped at ``REACH`` (also when the route ends);
+    -1 when the lane has no connection to the next route edge."""
+    d = 0.0
+    cl = lane_i
+    for _ in range(REACH_DEPTH):
+        if r >= last:
+            return REACH
+        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+        c = find_conn(cl, route_edges[rs + r + 1], n2, lane_out_ptr, lane_out, conn_to_edge,
+                      conn_to_lane)
+        if c < 0:
+            return d if cl != lane_i else -1.0
+        cl = conn_to_lane[c]
+        d += lane_length[cl]
+        r += 1
+        if d >= REACH:
+            return REACH
+    return REACH
