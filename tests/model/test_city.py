@@ -240,25 +240,31 @@ def test_lane_is_chosen_ahead_of_a_chain_of_short_edges():
     assert k["vehicles_arrived"] == k["vehicles_demand"] == 50 and k["teleports"] == 0
 
 
-def test_vehicle_departs_on_the_lane_its_route_needs_further_on():
-    """SUMO's departLane="best": both lanes of the first edge lead to the next one, but only
-    the left lane of that one leads on to the turn, so the vehicle departs on the left lane,
-    not on the first lane with room."""
+def _fork(mid: float):
+    """in (200 m) -> mid (``mid`` m), both two lanes, lane to lane; from ``mid``, lane 0 leads
+    to exit and lane 1 to on (200 m each)."""
     b = NetworkBuilder()
-    for j, (x, y) in {"a": (0, 0), "b": (100, 0), "c": (200, 0), "d": (300, 0),
-                      "e": (200, 100)}.items():
+    for j, (x, y) in {"a": (0, 0), "b": (200, 0), "c": (200 + mid, 0), "d": (400 + mid, 0),
+                      "e": (400 + mid, 50)}.items():
         b.add_junction(j, x, y)
-    b.add_edge("in", "a", "b", [(100.0, 13.89)] * 2)
-    b.add_edge("mid", "b", "c", [(100.0, 13.89)] * 2)
-    b.add_edge("on", "c", "d", [(100.0, 13.89)])
-    b.add_edge("turn", "c", "e", [(100.0, 13.89)])
+    b.add_edge("in", "a", "b", [(200.0, 13.89)] * 2)
+    b.add_edge("mid", "b", "c", [(mid, 13.89)] * 2)
+    b.add_edge("exit", "c", "d", [(200.0, 13.89)])
+    b.add_edge("on", "c", "e", [(200.0, 13.89)])
     for k in range(2):
         b.add_connection("in", k, "mid", k, length=2.0)
-    b.add_connection("mid", 0, "on", 0, length=2.0)
-    b.add_connection("mid", 1, "turn", 0, length=5.0, direction="l")
+    b.add_connection("mid", 0, "exit", 0, length=2.0)
+    b.add_connection("mid", 1, "on", 0, length=2.0)
     b.derive_conflicts()
-    net = b.build()
-    city = City(net, Demand(trips=[Trip("t", 0.0, "in", "turn"), Trip("s", 0.0, "in", "on")]),
+    return b.build()
+
+
+def test_vehicle_departs_on_the_lane_its_route_needs_further_on():
+    """SUMO's departLane="best": both lanes of the first edge lead to the next one, but only
+    one lane of that one leads on to each exit, so each vehicle departs on the lane that
+    leads to its exit, not on the first lane with room."""
+    net = _fork(100.0)
+    city = City(net, Demand(trips=[Trip("t", 0.0, "in", "on"), Trip("s", 0.0, "in", "exit")]),
                 rng=1)
     city.step()
     veh, ids = city.fleet.veh, city.fleet.trip_ids
@@ -283,24 +289,12 @@ def test_vehicle_on_a_dead_end_lane_shorter_than_itself_changes_off_it():
     """A vehicle that reached the wrong lane of a 0.2 m edge (Berlin's Rudower Chaussee has
     one: those that could not change before it stood there until teleported) changes lanes
     from where it stands, as SUMO's vehicles do, and drives on."""
-    b = NetworkBuilder()
-    for j, x in {"a": 0, "b": 200, "c": 200.2, "d": 400, "e": 400}.items():
-        b.add_junction(j, x, 0 if j != "e" else 50)
-    b.add_edge("in", "a", "b", [(200.0, 13.89)] * 2)
-    b.add_edge("short", "b", "c", [(0.2, 13.89)] * 2)
-    b.add_edge("exit", "c", "d", [(200.0, 13.89)])
-    b.add_edge("on", "c", "e", [(200.0, 13.89)])
-    for k in range(2):
-        b.add_connection("in", k, "short", k, length=2.0)
-    b.add_connection("short", 0, "exit", 0, length=2.0)
-    b.add_connection("short", 1, "on", 0, length=2.0)
-    b.derive_conflicts()
-    net = b.build()
+    net = _fork(0.2)
     city = City(net, Demand(trips=[Trip("t", 0.0, "in", "exit")]), rng=1)
     city.step()
     veh = city.fleet.veh
     (i,) = [k for k in range(veh.alive.shape[0]) if veh.alive[k]]
-    dead_end = list(net.lane_ids).index("short_1")
+    dead_end = list(net.lane_ids).index("mid_1")
     veh.lane[i], veh.pos[i], veh.speed[i] = dead_end, 0.2 - 0.1 - 1e-12, 0.0
     veh.ridx[i], veh.next_conn[i], veh.reach_lane[i] = 1, -1, -1
     _step_checked(city, 120)
