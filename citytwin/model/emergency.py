@@ -45,7 +45,8 @@ def emergency_arrays(priorities: Sequence[int], trip_vtype: np.ndarray, route_le
     ptr[1:] = np.cumsum(room)
     m = int(ptr[-1])
     return EmergencyArrays(
-        trip_ev=trip_ev, ev_slot=np.full(n, -1, np.int32), red=np.zeros(n, np.int32),
+        trip_ev=trip_ev, ev_trip=ev_trips.astype(np.int32), ev_slot=np.full(n, -1, np.int32),
+        red=np.zeros(n, np.int32),
         last_red=np.full(n, -1, np.int32), log_ptr=ptr, log_n=np.zeros(n, np.int32),
         log_tls=np.zeros(m, np.int32), log_edge=np.zeros(m, np.int32), log_t0=np.zeros(m),
         log_t1=np.zeros(m),
@@ -54,10 +55,7 @@ def emergency_arrays(priorities: Sequence[int], trip_vtype: np.ndarray, route_le
 
 def emergency_trips(em: EmergencyArrays) -> np.ndarray:
     """Trip index of every emergency vehicle, in emergency-vehicle order."""
-    out = np.empty(em.ev_slot.size, np.int64)
-    idx = np.flatnonzero(em.trip_ev >= 0)
-    out[em.trip_ev[idx]] = idx
-    return out
+    return em.ev_trip.astype(np.int64)
 
 
 def emergency_table(city, baseline=None) -> pa.Table:

@@ -112,6 +112,29 @@ def test_preemption_goes_through_clearance_and_serves_the_vehicle():
         assert k["emergency_red_signals"] == 0, policy
 
 
+def test_the_corridor_is_requested_at_dispatch():
+    """An ambulance due to depart within the pre-emption horizon already requests the
+    junctions it will reach within it: the first one shows its movement green before it
+    departs (the queue there has left), not only once it is on the road."""
+    net = grid_network(1, 4, lanes=2, edge_length=200.0, attach_length=100.0)
+    demand = Demand(trips=random_trips(net, begin=0, end=120, vehs_per_hour=1500,
+                                       rng=np.random.default_rng(3)))
+    demand.add_vtype(VehicleType("ambulance", priority=1, length=6.5))
+    route = ("r0c0_W_r0c0", "r0c0_r0c1", "r0c1_r0c2", "r0c2_r0c3", "r0c3_r0c3_E")
+    demand.trips.append(Trip("amb", 60.0, route[0], route[-1], "ambulance", route))
+    city = City(net, demand, rng=3, signals=SignalPolicy(
+        policy="fixed", preemption=PreemptionParams(eta=30.0)))
+    amb = city.fleet.trip_ids.index("amb")
+    e_in, e_out = net.edge(route[0]), net.edge(route[1])
+    c = next(c for c in range(net.n_connections) if net.conn_from_edge[c] == e_in
+             and net.conn_to_edge[c] == e_out)
+    k, link = int(net.conn_tls[c]), int(net.conn_link[c])
+    run_monitored(city, 59)
+    assert city.fleet.trips.state[amb] == 0  # not departed yet
+    assert city.kpis()["preemptions"] >= 1
+    assert city.signals.state_of(k)[link] == "G"
+
+
 def test_without_preemption_ambulances_meet_red_signals():
     net = grid_network(1, 4, lanes=2, edge_length=200.0, attach_length=400.0)
     pol = SignalPolicy(policy="fixed", preemption=PreemptionParams(enabled=False))

@@ -26,11 +26,12 @@ only after ``min_green`` seconds of green. The strategy decides when and where t
   its exit is blocked.
 
 Pre-emption: every tick the emergency vehicles' routes are walked ahead; a signalised link
-reached within ``eta`` seconds at free-flow speed requests its controller. The controller goes
-(after min green, through yellow and all-red) to the request's *pre-emption stage*: the stage
-that serves the link, with that link protected (``G``) and every link crossing it red, and
-holds it until the vehicle has entered the junction (at most ``max_hold`` seconds); then the
-strategy takes over again.
+reached within ``eta`` seconds at free-flow speed requests its controller (for a vehicle not
+yet departed, the time until its departure counts: the corridor is planned at dispatch). The
+controller goes (after min green, through yellow and all-red) to the request's *pre-emption
+stage* (see :mod:`citytwin.agents.controllers`): the link protected (``G``) and every link
+crossing it red, and holds it until the vehicle has entered the junction (at most
+``max_hold`` seconds); then the strategy takes over again.
 
 The displayed letters are written into each controller's outside-controlled row of the signal
 fleet (:class:`~citytwin.agents.signals.SignalFleet`), which ``signals_step`` publishes.
@@ -125,6 +126,7 @@ class EmergencyArrays(NamedTuple):
     """Emergency vehicles (vehicle types with priority > 0) and what their trips met."""
 
     trip_ev: np.ndarray       # i4[n_trips] emergency vehicle index, -1 for other trips
+    ev_trip: np.ndarray       # i4[n_ev] trip of each emergency vehicle
     ev_slot: np.ndarray       # i4[n_ev] running slot, -1 when not on the network
     red: np.ndarray           # i4[n_ev] red (or yellow) signals met
     last_red: np.ndarray      # i4[n_ev] connection of the last one counted
@@ -139,13 +141,13 @@ class EmergencyArrays(NamedTuple):
 
 @njit
 def control_step(t, dt, ctl, em, sig_codes, sig_external, det_last_on, veh, types, roads,
-                 route_edges, order, n_order):
+                 route_edges, trips, order, n_order):
     """Sense, take pre-emption requests, and advance every staged controller by one tick,
     writing the letters it shows into ``sig_codes`` (its outside-controlled row)."""
     if ctl.params[0] <= 0.0:
         return
     _sense(ctl, veh, types, roads, order, n_order)
-    _requests(t, ctl, em, sig_external, veh, types, roads, route_edges)
+    _requests(t, ctl, em, sig_external, veh, types, roads, route_edges, trips)
     for k in range(ctl.mode.shape[0]):
         if ctl.mode[k] == NOT_STAGED or sig_external[k]:
             continue
@@ -192,55 +194,85 @@ def _sense(ctl, veh, types, roads, order, n_order):
 
 
 @njit
-def _requests(t, ctl, em, sig_external, veh, types, roads, route_edges):
-    """Pre-emption requests of the emergency vehicles on the network (the earliest ETA per
-    controller wins), logged per vehicle."""
+def _requests(t, ctl, em, sig_external, veh, types, roads, route_edges, trips):
+    """Pre-emption requests of the emergency vehicles (the earliest ETA per controller wins),
+    logged per vehicle: those on the network, and those dispatched to depart within the
+    horizon (their ETA counts the time until departure, as a dispatch centre that plans the
+    corridor when it sends the vehicle)."""
     ctl.pre_link[:] = -1
     ctl.pre_eta[:] = np.inf
     ctl.pre_ev[:] = -1
     if em.params[0] <= 0.0:
         return
     horizon = em.params[1]
-    n_normal = roads.n_normal
     for e in range(em.ev_slot.shape[0]):
         i = em.ev_slot[e]
-        if i < 0:
+        if i >= 0:
+            ty = veh.vtype[i]
+            cl = veh.lane[i]
+            eta = (roads.lane_length[cl] - veh.pos[i]) / _free_speed(cl, ty, types, roads)
+            _walk(e, t, eta, cl, veh.next_conn[i], veh.ridx[i], veh.route_start[i],
+                  veh.route_len[i] - 1, ty, horizon, ctl, em, sig_external, types, roads,
+                  route_edges)
             continue
-        ty = veh.vtype[i]
-        cl = veh.lane[i]
-        r = veh.ridx[i]
-        rs, last = veh.route_start[i], veh.route_len[i] - 1
-        eta = (roads.lane_length[cl] - veh.pos[i]) / _free_speed(cl, ty, types, roads)
-        first = True
-        for _ in range(64):
-            if eta > horizon:
+        tr = em.ev_trip[e]
+        wait = max(trips.depart[tr] - t, 0.0)
+        if trips.state[tr] != 0 or wait > horizon:
+            continue  # arrived, or not dispatched yet
+        rs, last = trips.route_start[tr], trips.route_len[tr] - 1
+        if last < 1:
+            continue
+        ty = trips.vtype[tr]
+        edge = route_edges[rs]
+        n2 = route_edges[rs + 2] if last >= 2 else -1
+        lo = roads.edge_first_lane[edge]
+        for cl in range(lo, lo + roads.edge_num_lanes[edge]):  # a lane that leads on
+            c = find_conn(cl, route_edges[rs + 1], n2, roads.lane_out_ptr, roads.lane_out,
+                          roads.conn_to_edge, roads.conn_to_lane)
+            if c >= 0:
+                eta = wait + roads.lane_length[cl] / _free_speed(cl, ty, types, roads)
+                _walk(e, t, eta, cl, c, 0, rs, last, ty, horizon, ctl, em, sig_external,
+                      types, roads, route_edges)
                 break
-            if cl < n_normal:
-                if r >= last:
-                    break
-                if first:
-                    c = veh.next_conn[i]
-                else:
-                    n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-                    c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
-                                  roads.lane_out, roads.conn_to_edge, roads.conn_to_lane)
-                if c < 0:
-                    break
-                k = roads.conn_tls[c]
-                if k >= 0 and ctl.mode[k] != NOT_STAGED and not sig_external[k]:
-                    gl = ctl.link_ptr[k] + roads.conn_link[c]
-                    if ctl.pre_stage[gl] >= 0:
-                        if eta < ctl.pre_eta[k]:
-                            ctl.pre_eta[k] = eta
-                            ctl.pre_link[k] = gl
-                            ctl.pre_ev[k] = e
-                        _log(em, e, k, roads.lane_edge[cl], t)
-                cl = n_normal + c
+
+
+@njit
+def _walk(e, t, eta, cl, c_first, r, rs, last, ty, horizon, ctl, em, sig_external, types,
+          roads, route_edges):
+    """Request every staged controller that emergency vehicle ``e`` reaches within
+    ``horizon`` s, walking its route from the end of lane ``cl`` (reached in ``eta`` s) through
+    connection ``c_first``; ``r`` is the route index of ``cl``'s edge."""
+    n_normal = roads.n_normal
+    first = True
+    for _ in range(64):
+        if eta > horizon:
+            break
+        if cl < n_normal:
+            if r >= last:
+                break
+            if first:
+                c = c_first
             else:
-                cl = roads.conn_to_lane[cl - n_normal]
-                r += 1
-            first = False
-            eta += roads.lane_length[cl] / _free_speed(cl, ty, types, roads)
+                n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+                c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
+                              roads.lane_out, roads.conn_to_edge, roads.conn_to_lane)
+            if c < 0:
+                break
+            k = roads.conn_tls[c]
+            if k >= 0 and ctl.mode[k] != NOT_STAGED and not sig_external[k]:
+                gl = ctl.link_ptr[k] + roads.conn_link[c]
+                if ctl.pre_stage[gl] >= 0:
+                    if eta < ctl.pre_eta[k]:
+                        ctl.pre_eta[k] = eta
+                        ctl.pre_link[k] = gl
+                        ctl.pre_ev[k] = e
+                    _log(em, e, k, roads.lane_edge[cl], t)
+            cl = n_normal + c
+        else:
+            cl = roads.conn_to_lane[cl - n_normal]
+            r += 1
+        first = False
+        eta += roads.lane_length[cl] / _free_speed(cl, ty, types, roads)
 
 
 @njit_inline

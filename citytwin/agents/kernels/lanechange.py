@@ -13,10 +13,15 @@ lights and a siren (SUMO's bluelight device and its reaction distance): a vehicl
 emergency vehicle close behind it on its lane (within that vehicle's comfortable stopping
 distance plus ``BLUELIGHT_REACH``) moves to a neighbouring lane that leads on as far along its
 route, when that is safe; no vehicle changes into a lane just in front of a close emergency
-vehicle, nor asks one to make room for it.
+vehicle, nor asks one to make room for it. An emergency vehicle itself takes the neighbouring
+lane whose traffic ahead (within ``EV_LOOK``) moves faster by ``EV_GAIN``, when that lane leads
+on as far and the change is safe: it leaves a lane held up by a queue of turning vehicles for
+one that flows.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from citytwin.agents.kernels._config import njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm, idm_free
@@ -30,6 +35,8 @@ TACTICAL_EVERY = 4    # ticks between two looks for a faster lane (staggered by 
 URGENT = 60.0         # m before a lane end from which a strategic change accepts smaller gaps
 BLUELIGHT_REACH = 25.0  # m beyond an emergency vehicle's stopping distance within which other
                         # drivers react to it (SUMO's device.bluelight.reactiondist)
+EV_LOOK = 200.0       # m an emergency vehicle's driver looks ahead to choose the clearer lane
+EV_GAIN = 2.0         # m/s faster traffic ahead that makes an emergency vehicle change lanes
 
 
 @njit_inline
@@ -54,6 +61,18 @@ def _bluelight_near(gap, v, decel):
     """Is a vehicle ``gap`` metres ahead of an emergency vehicle (speed ``v``, comfortable
     deceleration ``decel``) close enough to react to it?"""
     return gap < v * v / (2.0 * decel) + BLUELIGHT_REACH
+
+
+@njit_inline
+def _slowest_ahead(lane_i, p, look, order, span, pos, speed):
+    """Lowest speed of the vehicles on ``lane_i`` from ``p`` to ``p + look`` (inf: none)."""
+    slowest = np.inf
+    for q in range(_slot_after(lane_i, p + 1e-9, order, span, pos), span[lane_i, 1]):
+        j = order[q]
+        if pos[j] > p + look:
+            break
+        slowest = min(slowest, speed[j])
+    return slowest
 
 
 @njit_inline
@@ -153,7 +172,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
             tj = vtype[j]
             clear = (t_priority[tj] > 0 and veh.lane[j] == lane_i and _bluelight_near(
                 pos[i] - t_length[vtype[i]] - pos[j], speed[j], t_decel[tj]))
-        if not clear and veh.reach_lane[i] == lane_i and veh.reach_best[i] < 0 and (
+        ev = any_ev and t_priority[vtype[i]] > 0
+        if not clear and not ev and veh.reach_lane[i] == lane_i and veh.reach_best[i] < 0 and (
                 veh.reach[i] < 0.0 or (tick + i) % TACTICAL_EVERY):
             continue  # cached for this visit of the lane: no better lane, no look for speed
         e = roads.lane_edge[lane_i]
@@ -237,6 +257,32 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                 continue
             if own < 0:
                 continue  # the edge cannot lead on: the vehicle will be teleported
+        if ev:
+            if t - veh.lc_time[i] >= COOLDOWN and to_end >= NO_TACTICAL:
+                look = min(EV_LOOK, to_end)
+                want = _slowest_ahead(lane_i, pos[i], look, order, span, pos, speed) + EV_GAIN
+                best = -1
+                for step in (1, -1):
+                    tl = lane_i + step
+                    if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
+                        continue
+                    if nxt >= 0:
+                        side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
+                        if side < min(own, REACH):
+                            continue
+                    there = _slowest_ahead(tl, pos[i], look, order, span, pos, speed)
+                    if there > want:
+                        best, want = tl, there
+                if best >= 0:
+                    ok, _ = _safe(i, best, False, order, span, vtype, speed, pos, lane_speed,
+                                  t_length, t_min_gap, t_accel, t_decel, t_emergency,
+                                  t_max_speed, t_tau, t_delta, t_speed_factor, t_priority, dt)
+                    if ok:
+                        _do_change(i, best, nxt, n2, t, tick, veh.lane, veh.lc_time,
+                                   ls.lc_stamp, veh.next_conn, lane_out_ptr, lane_out,
+                                   conn_to_edge, conn_to_lane)
+                        changes += 1
+            continue
         if (tick + i) % TACTICAL_EVERY or t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
             continue
         here = _accel_on(i, lane_i, order, span, vtype, speed, pos, lane_speed, t_length,

@@ -121,7 +121,7 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
 
         if ctl.params[0] > 0.0:  # staged controllers (a call costs microseconds: bundles)
             control_step(t, dt, ctl, em, sig.state_codes, sig.external, det.last_on, veh,
-                         types, roads, route_edges, fl.order, c[N_ORDER])
+                         types, roads, route_edges, trips, fl.order, c[N_ORDER])
         signals_step(t, dt, max_gap, sig.cur, sig.elapsed, sig.kind, sig.phase_ptr, sig.ph_dur,
                      sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr, sig.state_codes,
                      sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls, roads.conn_link,

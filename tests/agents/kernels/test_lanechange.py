@@ -1,4 +1,5 @@
-"""Lane changes around emergency vehicles: traffic makes way and never cuts in ahead."""
+"""Lane changes around emergency vehicles: traffic makes way and never cuts in ahead, and an
+emergency vehicle takes the lane that flows."""
 
 from __future__ import annotations
 
@@ -95,3 +96,52 @@ def test_traffic_makes_way_for_an_emergency_vehicle_and_never_cuts_in_ahead():
     assert made_way >= 3
     assert cut_ins == 0
     assert tr.time_loss[amb_trip] < 0.05 * free, (tr.time_loss[amb_trip], free)
+
+
+def _turn_queue_road():
+    """A ramp onto the left lane of a 500 m two-lane road; at its end both lanes go straight
+    on and the left lane also turns left onto a street driven at walking pace."""
+    b = NetworkBuilder()
+    for j, (x, y) in {"a": (0.0, 0.0), "m": (100.0, 0.0), "b": (600.0, 0.0),
+                      "c": (800.0, 0.0), "d": (600.0, 200.0)}.items():
+        b.add_junction(j, x, y)
+    b.add_edge("ramp", "a", "m", [(100.0, SPEED)])
+    b.add_edge("road", "m", "b", [(500.0, SPEED)] * 2)
+    b.add_edge("exit", "b", "c", [(200.0, SPEED)] * 2)
+    b.add_edge("left", "b", "d", [(200.0, 1.5)])
+    b.add_connection("ramp", 0, "road", 1, length=2.0)
+    for k in range(2):
+        b.add_connection("road", k, "exit", k, length=2.0)
+    b.add_connection("road", 1, "left", 0, length=8.0, direction="l", speed=1.5)
+    b.derive_conflicts()
+    return b.build()
+
+
+def test_an_emergency_vehicle_leaves_a_lane_held_up_by_turning_traffic():
+    """Cars from the ramp queue on the left lane to turn left at walking pace; they cannot
+    make way (they need that lane). An ambulance from the ramp, going straight, takes the free
+    lane while the queue is still far ahead, instead of closing in on it and braking."""
+    net = _turn_queue_road()
+    demand = Demand(flows=[Flow("turners", 0.0, 40.0, "ramp", "left", period=4.0)],
+                    trips=[Trip("amb", 50.0, "ramp", "exit", "ambulance")])
+    amb = VehicleType("ambulance", priority=1, speed_factor=1.2, length=6.5)
+    demand.add_vtype(amb)
+    city = City(net, demand, rng=1)
+    veh, road = city.fleet.veh, net.edge("road")
+    amb_trip = city.fleet.trip_ids.index("amb")
+    changed_at = None  # distance to the last queued car when the ambulance left the lane
+    for _ in range(150):
+        step_checked(city, 1)
+        e = np.flatnonzero(veh.alive & (veh.trip == amb_trip))
+        if e.size == 0 or changed_at is not None:
+            continue
+        i = e[0]
+        if net.lane_edge[veh.lane[i]] == road and veh.lane[i] == net.edge_first_lane[road]:
+            queued = [veh.pos[j] for j in np.flatnonzero(veh.alive)
+                      if veh.lane[j] == veh.lane[i] + 1 and veh.trip[j] != amb_trip]
+            changed_at = min(queued) - veh.pos[i] if queued else np.inf
+    tr = city.fleet.trips
+    assert tr.state[amb_trip] == 2
+    assert changed_at is not None and changed_at > 100.0, changed_at
+    free = tr.arrival[amb_trip] - tr.t_insert[amb_trip] - tr.time_loss[amb_trip]
+    assert tr.time_loss[amb_trip] < 0.03 * free, (tr.time_loss[amb_trip], free)
