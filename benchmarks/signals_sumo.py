@@ -6,8 +6,11 @@ citytwin computes for it is written as SUMO ``tlLogic`` programs of two types on
 stages, yellow and all-red: ``static`` (the Webster greens) and ``actuated`` (SUMO's own
 gap-out control with citytwin's actuated min/max green and max-gap). SUMO runs both; citytwin
 runs its ``fixed`` and ``actuated`` policies on exactly the same vehicles (read back from the
-``.rou.xml``). Printed per simulator: mean waiting time, timeLoss and duration per trip, and the
-relative change actuated vs static with a 95 % t interval over the paired seeds.
+``.rou.xml``; vehicles of ``planned = false`` flows and trips stay unknown to its plans).
+Printed per simulator: mean waiting time, timeLoss and duration per trip, throughput (vehicles
+arriving per hour between the scenario's warmup and its duration or 3,600 s: the capacity
+figure of the saturated scenarios), and the relative change actuated vs static with a 95 % t
+interval over the paired seeds.
 
     python benchmarks/signals_sumo.py --scenario signals_grid --seeds 10
 """
@@ -61,36 +64,52 @@ def tls_programs(city, kind: str) -> str:
     return "\n".join(out)
 
 
-def run_sumo(net: Path, rou: Path, add: Path, out: Path) -> dict[str, float]:
+def throughput(arrivals: np.ndarray, window: tuple[float, float]) -> float:
+    """Vehicles arriving per hour within ``window`` (s)."""
+    a, b = window
+    return float(np.count_nonzero((arrivals >= a) & (arrivals < b)) * 3600.0 / (b - a))
+
+
+def run_sumo(net: Path, rou: Path, add: Path, out: Path, window: tuple[float, float]
+             ) -> dict[str, float]:
     tripinfo = out.parent / f"{out.name}.tripinfo.xml"
     cmd = [sumo_bin("sumo"), "-n", str(net), "-r", str(rou), "-a", str(add),
            "--tripinfo-output", str(tripinfo), "--no-step-log", "true", *SUMO_OPTIONS,
            "--end", "7200"]
     subprocess.run(cmd, check=True, capture_output=True)
-    wait, loss, dur = [], [], []
+    wait, loss, dur, arr = [], [], [], []
     for _, el in ET.iterparse(tripinfo):
         if el.tag == "tripinfo":
             wait.append(float(el.get("waitingTime")))
             loss.append(float(el.get("timeLoss")))
             dur.append(float(el.get("duration")))
+            arr.append(float(el.get("arrival")))
             el.clear()
     return {"waiting_s": float(np.mean(wait)), "time_loss_s": float(np.mean(loss)),
-            "duration_s": float(np.mean(dur)), "trips": len(dur)}
+            "duration_s": float(np.mean(dur)), "trips": len(dur),
+            "throughput_vph": throughput(np.array(arr), window)}
 
 
-def run_citytwin(scenario, net_path: Path, rou: Path, policy: str) -> dict[str, float]:
+def run_citytwin(scenario, net_path: Path, rou: Path, policy: str, unplanned: set[str],
+                 window: tuple[float, float]) -> dict[str, float]:
+    from dataclasses import replace
+
     from citytwin.model.city import City
     from citytwin.model.sumo_routes import read_sumo_routes
 
     sc = scenario.with_signals({"policy": policy}, policy)
     net = sc.build_network()
     demand = read_sumo_routes(rou, net)
+    demand.trips = [replace(t, planned=False) if t.id in unplanned else t
+                    for t in demand.trips]
     city = City(net, demand, rng=1, config=sc.spec.simulation.to_config(),
                 signals=sc.spec.signals.to_policy())
     city.run_until_done(7200)
     k = city.kpis()
+    tr = city.fleet.trips
     return {"waiting_s": k["mean_waiting_time_s"], "time_loss_s": k["mean_time_loss_s"],
-            "duration_s": k["mean_duration_s"], "trips": k["vehicles_arrived"]}
+            "duration_s": k["mean_duration_s"], "trips": k["vehicles_arrived"],
+            "throughput_vph": throughput(tr.arrival[tr.state == 2], window)}
 
 
 def t_interval(x: np.ndarray) -> tuple[float, float, float]:
@@ -116,11 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     scenario = load_scenario(a.scenario)
     net_path = scenario.path.parent / str(scenario.spec.network.sumo_net)
     first = scenario.seed if a.first_seed is None else a.first_seed
+    spec = scenario.spec
+    window = (spec.simulation.warmup, spec.duration or 3600.0)
+    unplanned_flows = {f.id for f in spec.demand.flows if not f.planned}
     rows = []
     for seed in range(first, first + a.seeds):
         city = scenario.with_signals({"policy": "fixed"}, "fixed").build_city(seed)
         tr, net = city.fleet.trips, city.network
         trips = []
+        unplanned = {t.id for t in spec.demand.trips if not t.planned} | {
+            tid for tid in city.fleet.trip_ids if tid.rpartition(".")[0] in unplanned_flows}
         for i, tid in enumerate(city.fleet.trip_ids):
             n = int(tr.route_len[i])
             if n:
@@ -134,14 +158,16 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("static", "actuated"):
             add = a.out / f"seed{seed}.{kind}.add.xml"
             add.write_text(tls_programs(city, kind), encoding="utf-8")
-            row[f"sumo_{kind}"] = run_sumo(net_path, rou, add, a.out / f"seed{seed}.{kind}")
+            row[f"sumo_{kind}"] = run_sumo(net_path, rou, add, a.out / f"seed{seed}.{kind}",
+                                           window)
         for policy in ("fixed", "actuated"):
-            row[f"citytwin_{policy}"] = run_citytwin(scenario, net_path, rou, policy)
+            row[f"citytwin_{policy}"] = run_citytwin(scenario, net_path, rou, policy,
+                                                     unplanned, window)
         rows.append(row)
         print(json.dumps(row), flush=True)
     print(f"\n{a.scenario}, seeds {first}..{first + a.seeds - 1}: mean per trip (s), "
           "change actuated vs fixed-time [95 % CI over paired seeds]")
-    for metric in ("waiting_s", "time_loss_s", "duration_s"):
+    for metric in ("waiting_s", "time_loss_s", "duration_s", "throughput_vph"):
         for sim, base, alt in (("SUMO", "sumo_static", "sumo_actuated"),
                                ("citytwin", "citytwin_fixed", "citytwin_actuated")):
             b = np.array([r[base][metric] for r in rows])

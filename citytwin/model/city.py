@@ -133,8 +133,9 @@ class City(mesa.Model):
             pol.detection_range, pol.sotl.near, pol.sotl.block)
         self.signals.attach_control(self.control)
         self.signals.timing, self.signals.max_hold = pol.timing, pol.preemption.max_hold
-        routed = RoutedTrips(fleet.trips.depart, fleet.trips.route_start,
-                             fleet.trips.route_len, fleet.route_edges)
+        known = np.array([t.planned for t in trips], bool)  # what fixed plans are made for
+        routed = RoutedTrips(fleet.trips.depart[known], fleet.trips.route_start[known],
+                             fleet.trips.route_len[known], fleet.route_edges)
         controllers, self.signal_plans = controllers_for(pol, self.control, routed,
                                                          self.config.dt)
         for k, ctl in enumerate(controllers):

@@ -53,7 +53,9 @@ class Trip:
     """One vehicle's journey: depart time, origin and destination edges, or a full route.
 
     ``route`` (edge ids, origin first) wins over ``from_edge``/``to_edge`` when given.
-    ``depart_speed`` is a number in m/s or ``"max"`` (as fast as is safe).
+    ``depart_speed`` is a number in m/s or ``"max"`` (as fast as is safe). ``planned=False``
+    leaves the trip out of the demand that fixed-time plans are designed from (traffic the
+    plan in the controller does not know of: an event, a diversion).
     """
 
     id: str
@@ -63,6 +65,7 @@ class Trip:
     vtype: str = "DEFAULT_VEHTYPE"
     route: tuple[str, ...] | None = None
     depart_speed: float | str = "max"
+    planned: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class Flow:
     probability: float | None = None
     number: int | None = None
     depart_speed: float | str = "max"
+    planned: bool = True  # as Trip.planned, for every vehicle of the flow
 
     def __post_init__(self) -> None:
         given = [k for k in ("vehs_per_hour", "period", "probability", "number")
@@ -141,7 +145,7 @@ class Demand:
         for f in self.flows:
             for k, t in enumerate(f.departures(rng)):
                 out.append(Trip(f"{f.id}.{k}", float(t), f.from_edge, f.to_edge, f.vtype,
-                                f.route, f.depart_speed))
+                                f.route, f.depart_speed, f.planned))
         seen: set[str] = set()
         for t in out:
             if t.vtype not in self.vtypes:

@@ -130,10 +130,11 @@ class Scenario:
         demand.flows.extend(
             Flow(f.id, f.begin, f.end, f.origin, f.destination, f.vtype,
                  tuple(f.route) if f.route else None, f.vehs_per_hour, f.period, f.probability,
-                 f.number, f.depart_speed) for f in spec.flows)
+                 f.number, f.depart_speed, f.planned) for f in spec.flows)
         demand.trips.extend(
             Trip(t.id, t.depart, t.origin, t.destination, t.vtype,
-                 tuple(t.route) if t.route else None, t.depart_speed) for t in spec.trips)
+                 tuple(t.route) if t.route else None, t.depart_speed, t.planned)
+            for t in spec.trips)
         if spec.random is not None:
             from citytwin.model.routing import random_trips
 

@@ -92,6 +92,7 @@ class _Route(_Table):
     vtype: str = "DEFAULT_VEHTYPE"
     route: list[EdgeId] | None = Field(default=None, min_length=1)
     depart_speed: DepartSpeed = "max"
+    planned: bool = True  # false: fixed-time plans are designed without it (an event)
 
     @model_validator(mode="after")
     def _ends(self) -> Self:

@@ -52,6 +52,28 @@ def test_plans_follow_the_demand_of_the_city():
     assert city.signal_plans[0]["Y"] == pytest.approx((600 + 200) / 1800, rel=0.05)
 
 
+def test_plans_leave_out_the_traffic_they_were_not_made_for():
+    """An unplanned flow (an event) runs in the city but not in the plan: the plan is the one
+    of the regular demand alone; the same flow planned changes it."""
+    net = grid_network(1, 1, lanes=1, edge_length=200.0, attach_length=200.0)
+    ew = Flow("ew", 0, 1800, "r0c0_W_r0c0", "r0c0_r0c0_E", vehs_per_hour=600)
+    ns = Flow("ns", 0, 1800, "r0c0_S_r0c0", "r0c0_r0c0_N", vehs_per_hour=200)
+
+    def plan(*extra):
+        city = City(net, Demand(flows=[ew, ns, *extra]), rng=1,
+                    signals=SignalPolicy(policy="fixed"))
+        return city.control.controllers[0].plan, city.fleet.trips.depart.size
+
+    event = dict(id="event", begin=0, end=1800, from_edge="r0c0_S_r0c0",
+                 to_edge="r0c0_r0c0_N", vehs_per_hour=500)
+    regular, n_regular = plan()
+    unplanned, n_unplanned = plan(Flow(**event, planned=False))
+    planned, _ = plan(Flow(**event))
+    assert n_unplanned == n_regular + 250  # its vehicles do drive
+    assert unplanned == regular
+    assert planned != regular
+
+
 def test_green_wave_offsets_follow_travel_time():
     net = grid_network(1, 4, lanes=2, edge_length=250.0)
     route = ("r0c0_W_r0c0", "r0c0_r0c1", "r0c1_r0c2", "r0c2_r0c3", "r0c3_r0c3_E")
