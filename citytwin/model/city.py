@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import mesa
+import numba
 import numpy as np
 import pyarrow as pa
 
@@ -183,13 +184,25 @@ class City(mesa.Model):
         return ran
 
     def _run_ticks(self, n_ticks: int, stop_when_done: bool) -> tuple[int, int]:
-        """One call of the tick kernel on the city's current arrays: ``(ticks run, why)``."""
+        """One call of the tick kernel on the city's current arrays: ``(ticks run, why)``.
+
+        The kernel runs with one numba thread (this thread's setting, restored after). No
+        kernel runs on several cores (:mod:`citytwin.agents.kernels._config`), but those
+        compiled with numba's parallel pipeline still open OpenMP regions; with numba's
+        default thread count their workers spin between calls, and two simulations on a
+        2-core machine (``citytwin compare --workers 2``, a sweep) each ran 3-16x slower.
+        """
         cfg, fleet = self.config, self.fleet
-        return run_ticks(n_ticks, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap,
-                         stop_when_done, self.signals.arrays, self.detectors.arrays, fleet.veh,
-                         fleet.types, self.roads, self.lanes, fleet.trips, fleet.route_edges,
-                         fleet.arrays, self.metrics.arrays, self.control.arrays,
-                         self.emergency)
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return run_ticks(n_ticks, self.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap,
+                             stop_when_done, self.signals.arrays, self.detectors.arrays,
+                             fleet.veh, fleet.types, self.roads, self.lanes, fleet.trips,
+                             fleet.route_edges, fleet.arrays, self.metrics.arrays,
+                             self.control.arrays, self.emergency)
+        finally:
+            numba.set_num_threads(threads)
 
     def _ticks_to_boundary(self) -> int:
         """Ticks until the next summary interval closes or the next reroute is due."""

@@ -37,6 +37,33 @@ def test_unsignalised_grid_is_safe(rng):
     assert city.kpis()["vehicles_arrived"] > 0.8 * city.kpis()["vehicles_inserted"]
 
 
+def test_kernels_run_on_one_numba_thread_and_give_the_setting_back(monkeypatch):
+    """Numba's OpenMP workers, left at the default count, spin between kernel calls and slowed
+    every other simulation on the machine (two on 2 cores: 3-16x each). The tick kernel runs
+    with one thread, and the caller's own setting comes back after every call."""
+    import numba
+
+    from citytwin.model import city as city_module
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread on this machine")
+    seen = []
+    real = city_module.run_ticks
+
+    def spy(*args):
+        seen.append(numba.get_num_threads())
+        return real(*args)
+
+    monkeypatch.setattr(city_module, "run_ticks", spy)
+    city = make_city(grid_network(2, 2, lanes=1, edge_length=120.0), vehs_per_hour=600,
+                     end=60, seed=1)
+    numba.set_num_threads(2)
+    city.run_for(30)
+    city.step()
+    assert len(seen) >= 2 and set(seen) == {1}
+    assert numba.get_num_threads() == 2
+
+
 def _parquet_bytes(table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf)
