@@ -71,7 +71,9 @@ warnings.filterwarnings("ignore", message=r"(?s).*The keyword argument 'parallel
 # No kernel runs on several cores: a car-following kernel with ``numba.prange`` (the same
 # bytes out) stepped 0.9-1.12x as fast as this serial one on 2 cores (benchmarks/RESULTS.md),
 # and numba crashes loading a cached serial kernel that calls a parallel one (numba issue
-# 8578), which a tick kernel calling it is.
+# 8578), which a tick kernel calling it is. The pipeline above still opens OpenMP regions,
+# whose idle workers spin; ``City._run_ticks`` therefore calls the tick kernel with one numba
+# thread.
 
 #: For small helpers called in hot loops: compiled into their callers (no call overhead).
 #:
