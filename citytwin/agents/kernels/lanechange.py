@@ -76,6 +76,17 @@ def _slowest_ahead(lane_i, p, look, order, span, pos, speed):
 
 
 @njit_inline
+def _may_enter(tl, step, first, nl, lc_stamp, tick, nxt, own, reach_left, reach_right):
+    """May a vehicle on lane ``tl - step`` (reach ``own``) consider lane ``tl``: it exists,
+    nobody entered it this tick, and it leads on as far along the route (up to ``REACH``)?"""
+    if tl < first or tl >= first + nl or lc_stamp[tl] == tick:
+        return False
+    if nxt < 0:
+        return True
+    return (reach_left if step == 1 else reach_right) >= min(own, REACH)
+
+
+@njit_inline
 def _short(lane_i, ty, lane_length, t_length):
     """Is ``lane_i`` too short for a vehicle of type ``ty`` to be wholly on it?"""
     return lane_length[lane_i] < t_length[ty] + 1.0
@@ -206,12 +217,9 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
             moved = False
             for step in (-1, 1):  # pull over to the right first
                 tl = lane_i + step
-                if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
-                    continue
-                if nxt >= 0:
-                    side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
-                    if side < min(own, REACH):
-                        continue  # it needs this lane for its route
+                if not _may_enter(tl, step, first, nl, ls.lc_stamp, tick, nxt, own,
+                                  veh.reach_left[i], veh.reach_right[i]):
+                    continue  # (it may need its lane for its route)
                 ok, follower = _safe(i, tl, False, order, span, vtype, speed, pos,
                                      lane_speed, t_length, t_min_gap, t_accel, t_decel,
                                      t_emergency, t_max_speed, t_tau, t_delta, t_speed_factor,
@@ -264,12 +272,9 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                 best = -1
                 for step in (1, -1):
                     tl = lane_i + step
-                    if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
+                    if not _may_enter(tl, step, first, nl, ls.lc_stamp, tick, nxt, own,
+                                      veh.reach_left[i], veh.reach_right[i]):
                         continue
-                    if nxt >= 0:
-                        side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
-                        if side < min(own, REACH):
-                            continue
                     there = _slowest_ahead(tl, pos[i], look, order, span, pos, speed)
                     if there > want:
                         best, want = tl, there
@@ -293,12 +298,9 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
             continue  # accelerating and near its own desired speed (not the limit's)
         for step in (1, -1):  # overtake on the left first
             tl = lane_i + step
-            if tl < first or tl >= first + nl or ls.lc_stamp[tl] == tick:
-                continue
-            if nxt >= 0:
-                side = veh.reach_left[i] if step == 1 else veh.reach_right[i]
-                if side < min(own, REACH):
-                    continue  # would lead less far along the route
+            if not _may_enter(tl, step, first, nl, ls.lc_stamp, tick, nxt, own,
+                              veh.reach_left[i], veh.reach_right[i]):
+                continue  # (it would lead less far along the route)
             there = _accel_on(i, tl, order, span, vtype, speed, pos, lane_speed,
                               t_length, t_min_gap, t_accel, t_decel, t_max_speed, t_tau,
                               t_delta, t_speed_factor)
