@@ -22,7 +22,7 @@ from compare_sumo import HERE, build_grid, write_routes
 from citytwin.agents.kernels import tick as tk
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
-from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
+from citytwin.agents.kernels.order import merge_inserted, sort_by_lane, sort_changed
 from citytwin.agents.kernels.signals import signals_step
 from citytwin.agents.kernels.traffic import follow, move, prepass
 from citytwin.model.city import City
@@ -62,9 +62,11 @@ def one_tick(city: City, times: dict[str, float]) -> None:
     if n:
         changes = timed("lane change", lane_change, fl.order, n, veh, types, roads, ls,
                         route_edges, t, tick, dt)
-        if changes:
-            n = timed("sort", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp,
-                      ls)
+        if changes and not timed("sort changed", sort_changed, fl.order, veh.lane, veh.pos,
+                                 fl.tmp, ls, roads.lane_edge, roads.edge_first_lane,
+                                 roads.edge_num_lanes):
+            n = timed("sort changed", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos,
+                      fl.tmp, ls)
     timed("prepass", prepass, fl.order, n, veh, types, roads, ls, route_edges, dt)
     nb = int(c[tk.N_BACKLOG])
     for tr in range(int(c[tk.NEXT_TRIP]), due_end):

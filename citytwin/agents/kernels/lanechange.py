@@ -27,6 +27,7 @@ from citytwin.agents.kernels._config import njit_inline, njit_pipelined
 from citytwin.agents.kernels.idm import idm, idm_free
 from citytwin.agents.kernels.right_of_way import HALT_SPEED
 from citytwin.agents.kernels.routes import REACH, find_conn, lane_reach
+from citytwin.agents.kernels.state import N_CHANGED
 
 COOLDOWN = 3.0        # s between two changes of one vehicle
 GAIN = 0.6            # m/s^2 of IDM advantage that makes a speed-gain change worth it
@@ -166,6 +167,7 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     lane_out_ptr, lane_out = roads.lane_out_ptr, roads.lane_out
     conn_to_edge, conn_to_lane = roads.conn_to_edge, roads.conn_to_lane
     changes = 0
+    ls.counts[N_CHANGED] = 0
     any_ev = False
     for k in range(n):
         veh.coop[order[k]] = -1
@@ -226,8 +228,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                                      t_priority, dt)
                 if ok:
                     _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
-                               veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
-                               conn_to_lane)
+                               ls.changed, ls.counts, veh.next_conn, lane_out_ptr, lane_out,
+                               conn_to_edge, conn_to_lane)
                     changes += 1
                     moved = True
                     break
@@ -251,13 +253,13 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                                      t_priority, dt)
                 if ok:
                     _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
-                               veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
-                               conn_to_lane)
+                               ls.changed, ls.counts, veh.next_conn, lane_out_ptr, lane_out,
+                               conn_to_edge, conn_to_lane)
                     changes += 1
-                elif _swap(i, lane_i, tl, order, span, ls.lc_stamp, veh.lane,
-                           veh.lc_time, pos, vtype, veh.next_conn, veh.ridx, veh.route_len,
-                           veh.route_start, t_length, route_edges, lane_out_ptr, lane_out,
-                           conn_to_edge, conn_to_lane, t, tick):
+                elif _swap(i, lane_i, tl, order, span, ls.lc_stamp, ls.changed, ls.counts,
+                           veh.lane, veh.lc_time, pos, vtype, veh.next_conn, veh.ridx,
+                           veh.route_len, veh.route_start, t_length, route_edges,
+                           lane_out_ptr, lane_out, conn_to_edge, conn_to_lane, t, tick):
                     changes += 2
                 elif follower >= 0 and urgent:
                     _ask_room(i, tl, order, span, pos, vtype, veh.coop, t_length,
@@ -284,8 +286,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                                   t_max_speed, t_tau, t_delta, t_speed_factor, t_priority, dt)
                     if ok:
                         _do_change(i, best, nxt, n2, t, tick, veh.lane, veh.lc_time,
-                                   ls.lc_stamp, veh.next_conn, lane_out_ptr, lane_out,
-                                   conn_to_edge, conn_to_lane)
+                                   ls.lc_stamp, ls.changed, ls.counts, veh.next_conn,
+                                   lane_out_ptr, lane_out, conn_to_edge, conn_to_lane)
                         changes += 1
             continue
         if (tick + i) % TACTICAL_EVERY or t - veh.lc_time[i] < COOLDOWN or to_end < NO_TACTICAL:
@@ -310,8 +312,8 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
                               t_tau, t_delta, t_speed_factor, t_priority, dt)
                 if ok:
                     _do_change(i, tl, nxt, n2, t, tick, veh.lane, veh.lc_time, ls.lc_stamp,
-                               veh.next_conn, lane_out_ptr, lane_out, conn_to_edge,
-                               conn_to_lane)
+                               ls.changed, ls.counts, veh.next_conn, lane_out_ptr, lane_out,
+                               conn_to_edge, conn_to_lane)
                     changes += 1
                     break
     return changes
@@ -369,9 +371,9 @@ def _fits(x, lane_i, p, length, skip1, skip2, order, span, pos, vtype, t_length)
 
 
 @njit_inline
-def _swap(i, lane_i, tl, order, span, lc_stamp, lane, lc_time, pos, vtype, next_conn,
-          ridx, route_len, route_start, t_length, route_edges, lane_out_ptr, lane_out,
-          conn_to_edge, conn_to_lane, t, tick) -> bool:
+def _swap(i, lane_i, tl, order, span, lc_stamp, changed, counts, lane, lc_time, pos, vtype,
+          next_conn, ridx, route_len, route_start, t_length, route_edges, lane_out_ptr,
+          lane_out, conn_to_edge, conn_to_lane, t, tick) -> bool:
     """Swap places with a vehicle beside ``i`` on ``tl`` that needs ``i``'s lane (two
     vehicles side by side at a stop line, each in the other's turning lane)."""
     if lc_stamp[lane_i] == tick:
@@ -396,9 +398,10 @@ def _swap(i, lane_i, tl, order, span, lc_stamp, lane, lc_time, pos, vtype, next_
         r, last, rs = ridx[i], route_len[i] - 1, route_start[i]
         n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
         _do_change(i, tl, route_edges[rs + r + 1], n2, t, tick, lane, lc_time, lc_stamp,
+                   changed, counts, next_conn, lane_out_ptr, lane_out, conn_to_edge,
+                   conn_to_lane)
+        _do_change(j, lane_i, nj, n2j, t, tick, lane, lc_time, lc_stamp, changed, counts,
                    next_conn, lane_out_ptr, lane_out, conn_to_edge, conn_to_lane)
-        _do_change(j, lane_i, nj, n2j, t, tick, lane, lc_time, lc_stamp, next_conn,
-                   lane_out_ptr, lane_out, conn_to_edge, conn_to_lane)
         return True
     return False
 
@@ -437,11 +440,15 @@ def _let_in(i, tl, follower, order, span, speed, pos, vtype, coop, t_length,
 
 
 @njit_inline
-def _do_change(i, tl, nxt, n2, t, tick, lane, lc_time, lc_stamp, next_conn, lane_out_ptr,
-               lane_out, conn_to_edge, conn_to_lane):
+def _do_change(i, tl, nxt, n2, t, tick, lane, lc_time, lc_stamp, changed, counts, next_conn,
+               lane_out_ptr, lane_out, conn_to_edge, conn_to_lane):
+    """Move ``i`` to lane ``tl`` (and list ``tl`` among the lanes changed into this tick:
+    nobody has entered it yet, see ``lc_stamp``)."""
     lane[i] = tl
     lc_time[i] = t
     lc_stamp[tl] = tick
+    changed[counts[N_CHANGED]] = tl
+    counts[N_CHANGED] += 1
     if nxt >= 0:
         next_conn[i] = find_conn(tl, nxt, n2, lane_out_ptr, lane_out, conn_to_edge,
                                  conn_to_lane)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from citytwin.agents.kernels._config import njit
-from citytwin.agents.kernels.state import N_BUSY
+from citytwin.agents.kernels.state import N_BUSY, N_CHANGED
 
 
 @njit
@@ -117,6 +117,98 @@ def index_lanes(order: np.ndarray, n: int, lane: np.ndarray, ls) -> None:
         nb += 1
         k = e
     c[N_BUSY] = nb
+
+
+@njit
+def sort_changed(order: np.ndarray, lane: np.ndarray, pos: np.ndarray, tmp: np.ndarray, ls,
+                 lane_edge: np.ndarray, edge_first_lane: np.ndarray,
+                 edge_num_lanes: np.ndarray) -> bool:
+    """What :func:`sort_by_lane` does after the lane changes of a tick, on the edges they
+    happened on only (``ls.changed``: the lanes changed into). False, with nothing done, on
+    a network with an edge of more than 64 lanes changed on: sort it all.
+
+    A change keeps the vehicle on its edge, and the vehicles on an edge's lanes are one run of
+    ``order``: that run is sorted again (stably, by lane and position: on a tie the vehicle
+    that came first before comes first, as in the whole sort), its lanes indexed again, and
+    the lanes that became busy or empty added to or dropped from ``ls.busy``.
+    """
+    span, c = ls.lane_span, ls.counts
+    for q in range(c[N_CHANGED]):
+        if edge_num_lanes[lane_edge[ls.changed[q]]] > 64:
+            return False
+    added = np.empty(c[N_CHANGED], np.int32)  # only a lane changed into can become busy
+    n_added = 0
+    emptied = False
+    for q in range(c[N_CHANGED]):
+        e = lane_edge[ls.changed[q]]
+        first, last = edge_first_lane[e], edge_first_lane[e] + edge_num_lanes[e]
+        lo, hi = order.shape[0], 0
+        was = np.uint64(0)  # the edge's busy lanes, one bit each
+        for lane_i in range(first, last):
+            if span[lane_i, 1] > span[lane_i, 0]:
+                lo = min(lo, span[lane_i, 0])
+                hi = max(hi, span[lane_i, 1])
+                was |= np.uint64(1) << np.uint64(lane_i - first)
+            span[lane_i, 0] = 0
+            span[lane_i, 1] = 0
+        for a in range(lo + 1, hi):  # insertion sort: stable, and the run is short
+            x = order[a]
+            lx, px = lane[x], pos[x]
+            b = a - 1
+            while b >= lo and (lane[order[b]] > lx or (lane[order[b]] == lx
+                                                         and pos[order[b]] > px)):
+                order[b + 1] = order[b]
+                b -= 1
+            order[b + 1] = x
+        now = np.uint64(0)
+        k = lo
+        while k < hi:
+            lane_i = lane[order[k]]
+            end = k + 1
+            while end < hi and lane[order[end]] == lane_i:
+                end += 1
+            span[lane_i, 0] = k
+            span[lane_i, 1] = end
+            bit = np.uint64(1) << np.uint64(lane_i - first)
+            now |= bit
+            if not was & bit:
+                added[n_added] = lane_i
+                n_added += 1
+            k = end
+        emptied = emptied or (was & ~now) != 0
+    if n_added or emptied:
+        _merge_busy(ls.busy, c, span, added[:n_added], tmp)
+    return True
+
+
+@njit
+def _merge_busy(busy, c, span, added, tmp):
+    """``busy`` (ascending) without the lanes that are empty now, with ``added``."""
+    m = added.shape[0]
+    for a in range(1, m):  # few
+        x = added[a]
+        b = a - 1
+        while b >= 0 and added[b] > x:
+            added[b + 1] = added[b]
+            b -= 1
+        added[b + 1] = x
+    out = 0
+    b = 0
+    for q in range(c[N_BUSY]):
+        lane_i = busy[q]
+        while b < m and added[b] < lane_i:
+            tmp[out] = added[b]
+            out += 1
+            b += 1
+        if span[lane_i, 1] > span[lane_i, 0]:
+            tmp[out] = lane_i
+            out += 1
+    while b < m:
+        tmp[out] = added[b]
+        out += 1
+        b += 1
+    busy[:out] = tmp[:out]
+    c[N_BUSY] = out
 
 
 @njit

@@ -71,7 +71,7 @@ class TripArrays(NamedTuple):
     stops: np.ndarray        # i4
 
 
-N_BUSY, N_TAILS, N_CONNS = 0, 1, 2  # LaneState.counts
+N_BUSY, N_TAILS, N_CONNS, N_CHANGED = 0, 1, 2, 3  # LaneState.counts
 
 
 class LaneState(NamedTuple):
@@ -88,7 +88,7 @@ class LaneState(NamedTuple):
     standing: np.ndarray     # u1[n_lanes] 1 if a vehicle stands on the lane, or the last one
     #                          stops for a closed link (SUMO's myHaveToWaitOnNextLink)
     brutto: np.ndarray       # f8[n_lanes] lengths with gap of the vehicles on the lane
-    counts: np.ndarray       # i8[3] N_BUSY, N_TAILS, N_CONNS
+    counts: np.ndarray       # i8[4] N_BUSY, N_TAILS, N_CONNS, N_CHANGED
     occ: np.ndarray          # i4[n_conns] vehicles whose front is inside each connection
     min_back: np.ndarray     # f8[n_conns] rearmost back position on each connection (inf: none)
     occ_go: np.ndarray       # i4[n_conns] the same two for the vehicles not standing at or
@@ -100,6 +100,7 @@ class LaneState(NamedTuple):
     conn_listed: np.ndarray  # u1[n_conns] 1 if in ``conns`` (N_CONNS of them)
     conn_state: np.ndarray   # u1[n_conns] link state this tick
     lc_stamp: np.ndarray     # i8[n_lanes] tick of the last lane change into a lane
+    changed: np.ndarray      # i4[n_lanes] the lanes changed into this tick (N_CHANGED)
     edge_stamp: np.ndarray   # i8[n_edges] tick of the last failed insertion on an edge
 
 
@@ -125,10 +126,11 @@ def new_lane_state(lane_length: np.ndarray, n_conns: int, n_edges: int,
         tail_back=lane_length.astype(np.float64), tail_speed=np.full(n_lanes, np.inf),
         tails=np.zeros(n_lanes, np.int32), room=lane_length.astype(np.float64),
         standing=np.zeros(n_lanes, np.uint8), brutto=np.zeros(n_lanes),
-        counts=np.zeros(3, np.int64),
+        counts=np.zeros(4, np.int64),
         occ=np.zeros(n_conns, np.int32), min_back=np.full(n_conns, np.inf),
         occ_go=np.zeros(n_conns, np.int32), min_back_go=np.full(n_conns, np.inf),
         reserved=np.zeros(n_lanes), approach=np.full(n_conns, np.inf),
         approach_wait=np.full(n_conns, -1.0), conns=np.zeros(n_conns, np.int32),
         conn_listed=np.zeros(n_conns, np.uint8), conn_state=conn_state,
-        lc_stamp=np.full(n_lanes, -1, np.int64), edge_stamp=np.full(n_edges, -1, np.int64))
+        lc_stamp=np.full(n_lanes, -1, np.int64), changed=np.zeros(n_lanes, np.int32),
+        edge_stamp=np.full(n_edges, -1, np.int64))

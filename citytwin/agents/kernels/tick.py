@@ -1,8 +1,9 @@
 """The whole traffic tick as one kernel, and many ticks per call.
 
-:func:`run_ticks` runs, per tick: signals, sort, lane changes, prepass, departures and
-insertion, car-following and movement, the return of arrived slots to the free list and the
-folding of the tick's statistics into the run's accumulators. Python calls it once per chunk
+:func:`run_ticks` runs, per tick: signals, sort, lane changes (and the sort of the edges
+they happened on), prepass, departures and insertion, car-following and movement, the return
+of arrived slots to the free list and the folding of the tick's statistics into the run's
+accumulators. Python calls it once per chunk
 of ticks (up to the next summary interval, reroute or caller boundary), so the stepping loop
 pays no interpreter cost per tick; ``City.step`` calls it for a single tick.
 """
@@ -18,7 +19,7 @@ from citytwin.agents.kernels.control import control_step
 from citytwin.agents.kernels.emergency import emergency_step
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
-from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
+from citytwin.agents.kernels.order import merge_inserted, sort_by_lane, sort_changed
 from citytwin.agents.kernels.signals import signals_step
 from citytwin.agents.kernels.traffic import (
     S_ARRIVED,
@@ -130,7 +131,9 @@ def run_ticks(n_ticks, tick0, dt, ttt, max_gap, stop_when_done, sig, det, veh, t
         changes = 0
         if n:
             changes = lane_change(fl.order, n, veh, types, roads, ls, route_edges, t, tick, dt)
-            if changes:
+            if changes and not sort_changed(fl.order, veh.lane, veh.pos, fl.tmp, ls,
+                                            roads.lane_edge, roads.edge_first_lane,
+                                            roads.edge_num_lanes):
                 n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp, ls)
         prepass(fl.order, n, veh, types, roads, ls, route_edges, dt)
 

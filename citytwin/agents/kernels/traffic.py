@@ -14,7 +14,24 @@ import math
 import numpy as np
 
 from citytwin.agents.kernels._config import njit, njit_inline, njit_pipelined
-from citytwin.agents.kernels.idm import idm_free_speed, idm_speed, stop_speed
+from citytwin.agents.kernels.idm import (
+    B_A,
+    B_B,
+    B_DELTA,
+    B_FREE,
+    B_GAP,
+    B_LEAD,
+    B_ROWS,
+    B_S0,
+    B_T,
+    B_V,
+    B_VLEAD,
+    B_VMAX,
+    BLOCK,
+    idm_speed,
+    idm_speeds,
+    stop_speed,
+)
 from citytwin.agents.kernels.right_of_way import (
     CONFLICT_WINDOW,
     HALT_SPEED,
@@ -37,6 +54,7 @@ RED_STOP_GAP = 1.0        # m; vehicles stop this far before a red or yellow lig
 MINOR_STOP_GAP = POSITION_EPS  # m; and this far before a link they must yield at
 STATS = 8                 # length of the per-tick stats vector of move()
 S_ARRIVED, S_SPEED, S_HALTING, S_TELEPORTS, S_OUT, S_EMERGENCY, S_BLOCKED, S_MOVED = range(8)
+B_SAFE, B_EMERGENCY = B_ROWS, B_ROWS + 1  # rows of follow()'s block after idm_speeds' rows
 
 
 @njit_inline
@@ -214,134 +232,153 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     conn_state, occ, min_back, occ_go = ls.conn_state, ls.occ, ls.min_back, ls.occ_go
     min_back_go, approach, approach_wait = ls.min_back_go, ls.approach, ls.approach_wait
     room, standing, brutto = ls.room, ls.standing, ls.brutto
-    for k in range(n):
-        i = order[k]
-        ty = veh.vtype[i]
-        a, b = types.accel[ty], types.decel[ty]
-        s0, T, dl = types.min_gap[ty], types.tau[ty], types.delta[ty]
-        length, v_type, sf = types.length[ty], types.max_speed[ty], types.speed_factor[ty]
-        v, p, lane_i = veh.speed[i], veh.pos[i], veh.lane[i]
-        halt = veh.halt_cont[i]
-        vmax = min(v_type, lane_speed[lane_i] * sf)
-        vs = idm_free_speed(v, vmax, a, dl, dt)  # the safe speed: least of all limits
-        look = look_ahead(min(v + a * dt, vmax), b, dt)
-        cap = np.inf
-        waits = False  # stops at the wait point of the connection it is on
-        held = False  # stops for a link or a wait point ahead, or waits on its connection
-        if lane_i >= n_normal:
-            c = lane_i - n_normal
-            w = conn_wait[c]
-            if w >= 0.0 and p <= w and conn_state[c] != MAJOR:
-                vs = min(vs, minor_slowdown(v, vmax, w - p, a, b, T, dl, dt))
-            if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not wait_open(
-                    c, w - p, v, halt, length, a, v_type, sf, lane_length[lane_i],
-                    lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
-                    resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
-                    approach_wait):
-                vs = min(vs, stop_speed(v, vmax, w - p - MINOR_STOP_GAP, a, b, T, dl, dt))
-                cap = max(w - p - 1e-9, 0.0)
-                waits = held = True
-        if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
-            j = order[k + 1]
-            gap = veh.pos[j] - types.length[veh.vtype[j]] - p
-            vj = veh.speed[j]
-            vs = min(vs, idm_speed(v, vmax, gap, vj, a, b, s0, T, dl, dt))
-            ej = types.emergency_decel[veh.vtype[j]]
-            cap = min(cap, gap + max(0.0, vj - ej * dt) * dt)
-            c = veh.next_conn[i]  # a red light ahead holds it too, as it does in SUMO
-            if lane_i < n_normal and c >= 0 and veh.ridx[i] < veh.route_len[i] - 1:
+    all4 = True  # (idm_speeds: no call to pow)
+    for ty in range(types.delta.shape[0]):
+        all4 = all4 and types.delta[ty] == 4.0
+    blk = np.empty((B_ROWS + 2, BLOCK))
+    for k0 in range(0, n, BLOCK):  # in blocks: the IDM speeds of a block are computed at once
+        m = min(BLOCK, n - k0)
+        for q in range(m):
+            k = k0 + q
+            i = order[k]
+            ty = veh.vtype[i]
+            a, b = types.accel[ty], types.decel[ty]
+            s0, T, dl = types.min_gap[ty], types.tau[ty], types.delta[ty]
+            length, v_type, sf = types.length[ty], types.max_speed[ty], types.speed_factor[ty]
+            v, p, lane_i = veh.speed[i], veh.pos[i], veh.lane[i]
+            halt = veh.halt_cont[i]
+            vmax = min(v_type, lane_speed[lane_i] * sf)
+            blk[B_V, q], blk[B_VMAX, q], blk[B_A, q], blk[B_B, q] = v, vmax, a, b
+            blk[B_S0, q], blk[B_T, q], blk[B_DELTA, q] = s0, T, dl
+            blk[B_GAP, q], blk[B_VLEAD, q] = np.inf, 0.0  # (no leader on the lane)
+            vs = np.inf  # the least of the limits besides those two IDM speeds
+            look = look_ahead(min(v + a * dt, vmax), b, dt)
+            cap = np.inf
+            waits = False  # stops at the wait point of the connection it is on
+            held = False  # stops for a link or a wait point ahead, or waits on its connection
+            if lane_i >= n_normal:
+                c = lane_i - n_normal
+                w = conn_wait[c]
+                if w >= 0.0 and p <= w and conn_state[c] != MAJOR:
+                    vs = min(vs, minor_slowdown(v, vmax, w - p, a, b, T, dl, dt))
+                if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not wait_open(
+                        c, w - p, v, halt, length, a, v_type, sf, lane_length[lane_i],
+                        lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+                        resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
+                        approach_wait):
+                    vs = min(vs, stop_speed(v, vmax, w - p - MINOR_STOP_GAP, a, b, T, dl, dt))
+                    cap = max(w - p - 1e-9, 0.0)
+                    waits = held = True
+            if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
+                j = order[k + 1]
+                gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+                vj = veh.speed[j]
+                blk[B_GAP, q], blk[B_VLEAD, q] = gap, vj
+                ej = types.emergency_decel[veh.vtype[j]]
+                cap = min(cap, gap + max(0.0, vj - ej * dt) * dt)
+                c = veh.next_conn[i]  # a red light ahead holds it too, as it does in SUMO
+                if lane_i < n_normal and c >= 0 and veh.ridx[i] < veh.route_len[i] - 1:
+                    dist = lane_length[lane_i] - p
+                    if stops_for(conn_state[c], v, b, dist):
+                        vs = min(vs, stop_speed(v, vmax, dist - stop_gap(True, dist, v, b, dt), a,
+                                                b, T, dl, dt))
+            elif not waits:
                 dist = lane_length[lane_i] - p
-                if stops_for(conn_state[c], v, b, dist):
-                    vs = min(vs, stop_speed(v, vmax, dist - stop_gap(True, dist, v, b, dt), a,
-                                            b, T, dl, dt))
-        elif not waits:
-            dist = lane_length[lane_i] - p
-            cl = lane_i
-            r = veh.ridx[i]
-            last = veh.route_len[i] - 1
-            rs = veh.route_start[i]
-            first = True
-            for _ in range(8):
-                if dist > LOOKAHEAD and not first:  # (the own lane's link counts, as in SUMO)
-                    break
-                stop = -1.0  # distance to a wait point to stop at, on the lane entered now
-                if cl < n_normal:
-                    if r >= last:
-                        break  # arrives at the end of this lane: nothing ahead matters
-                    if first:
-                        c = veh.next_conn[i]
-                    else:
-                        n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
-                        c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
-                                      roads.lane_out, roads.conn_to_edge, conn_to_lane)
-                    if c >= 0:
-                        via = n_normal + c
-                        # (link_open reads it only within the conflict window)
-                        box_free = dist / max(v, 1.0) >= CONFLICT_WINDOW or exit_free(
-                            c, r, rs, last, dist, look, length + s0, n_normal, lane_length,
-                            conn_to_lane, roads.conn_to_edge, roads.lane_out_ptr,
-                            roads.lane_out, conn_state, room, standing, brutto, route_edges)
-                    if c < 0 or not link_open(
-                            c, dist, v, halt, length, a, b, v_type, sf, lane_length[via],
-                            lane_speed[via], conn_wait[c], box_free, conn_tls[c] >= 0, foe_ptr,
-                            foe, foe_clear,
-                            foe_at, foe_yields, resp_ptr, resp, conn_state, occ, min_back,
-                            occ_go, min_back_go, approach, approach_wait):
-                        vs = min(vs, stop_speed(v, vmax, dist - stop_gap(
-                            c >= 0 and conn_state[c] != MINOR, dist, v, b, dt), a, b, T, dl, dt))
-                        cap = min(cap, max(dist - 1e-9, 0.0))
-                        held = True
+                cl = lane_i
+                r = veh.ridx[i]
+                last = veh.route_len[i] - 1
+                rs = veh.route_start[i]
+                first = True
+                for _ in range(8):
+                    if dist > LOOKAHEAD and not first:  # (the own lane's link counts, as in SUMO)
                         break
-                    if conn_state[c] == MINOR:
-                        vs = min(vs, minor_slowdown(v, vmax, dist, a, b, T, dl, dt))
-                    cl = n_normal + c
-                    w = conn_wait[c]
-                    if w >= 0.0 and conn_state[c] != MAJOR:
-                        vs = min(vs, minor_slowdown(v, vmax, dist + w, a, b, T, dl, dt))
-                    if w >= 0.0 and conn_state[c] != MAJOR and not wait_open(
-                            c, dist + w, v, halt, length, a, v_type, sf, lane_length[via],
-                            lane_speed[via], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
-                            resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
-                            approach_wait):
-                        stop = dist + w
-                else:
-                    cl = conn_to_lane[cl - n_normal]
-                    r += 1
-                first = False
-                vn = min(v_type, lane_speed[cl] * sf)
-                if v > vn:  # slow down for a slower lane (turns), braking at b as late as
-                    # one-step braking allows (as SUMO's vehicles do), not all along the way
-                    bdt = b * dt
-                    vs = min(vs, max(vn, np.sqrt(bdt * bdt + vn * vn + 2.0 * b * dist) - bdt))
-                if stop >= 0.0:
-                    held = True
-                    vs = min(vs, stop_speed(v, vmax, stop - MINOR_STOP_GAP, a, b, T, dl, dt))
-                    cap = min(cap, max(stop - 1e-9, 0.0))
-                s, e = ls.lane_span[cl, 0], ls.lane_span[cl, 1]
-                if s < e:
-                    j = order[s]
-                    gap = dist + veh.pos[j] - types.length[veh.vtype[j]]
+                    stop = -1.0  # distance to a wait point to stop at, on the lane entered now
+                    if cl < n_normal:
+                        if r >= last:
+                            break  # arrives at the end of this lane: nothing ahead matters
+                        if first:
+                            c = veh.next_conn[i]
+                        else:
+                            n2 = route_edges[rs + r + 2] if r + 2 <= last else -1
+                            c = find_conn(cl, route_edges[rs + r + 1], n2, roads.lane_out_ptr,
+                                          roads.lane_out, roads.conn_to_edge, conn_to_lane)
+                        if c >= 0:
+                            via = n_normal + c
+                            # (link_open reads it only within the conflict window)
+                            box_free = dist / max(v, 1.0) >= CONFLICT_WINDOW or exit_free(
+                                c, r, rs, last, dist, look, length + s0, n_normal, lane_length,
+                                conn_to_lane, roads.conn_to_edge, roads.lane_out_ptr,
+                                roads.lane_out, conn_state, room, standing, brutto, route_edges)
+                        if c < 0 or not link_open(
+                                c, dist, v, halt, length, a, b, v_type, sf, lane_length[via],
+                                lane_speed[via], conn_wait[c], box_free, conn_tls[c] >= 0, foe_ptr,
+                                foe, foe_clear,
+                                foe_at, foe_yields, resp_ptr, resp, conn_state, occ, min_back,
+                                occ_go, min_back_go, approach, approach_wait):
+                            to_stop = dist - stop_gap(c >= 0 and conn_state[c] != MINOR, dist,
+                                                      v, b, dt)
+                            vs = min(vs, stop_speed(v, vmax, to_stop, a, b, T, dl, dt))
+                            cap = min(cap, max(dist - 1e-9, 0.0))
+                            held = True
+                            break
+                        if conn_state[c] == MINOR:
+                            vs = min(vs, minor_slowdown(v, vmax, dist, a, b, T, dl, dt))
+                        cl = n_normal + c
+                        w = conn_wait[c]
+                        if w >= 0.0 and conn_state[c] != MAJOR:
+                            vs = min(vs, minor_slowdown(v, vmax, dist + w, a, b, T, dl, dt))
+                        if w >= 0.0 and conn_state[c] != MAJOR and not wait_open(
+                                c, dist + w, v, halt, length, a, v_type, sf, lane_length[via],
+                                lane_speed[via], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
+                                resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
+                                approach_wait):
+                            stop = dist + w
+                    else:
+                        cl = conn_to_lane[cl - n_normal]
+                        r += 1
+                    first = False
+                    vn = min(v_type, lane_speed[cl] * sf)
+                    if v > vn:  # slow down for a slower lane (turns), braking at b as late as
+                        # one-step braking allows (as SUMO's vehicles do), not all along the way
+                        bdt = b * dt
+                        vs = min(vs, max(vn, np.sqrt(bdt * bdt + vn * vn + 2.0 * b * dist) - bdt))
+                    if stop >= 0.0:
+                        held = True
+                        vs = min(vs, stop_speed(v, vmax, stop - MINOR_STOP_GAP, a, b, T, dl, dt))
+                        cap = min(cap, max(stop - 1e-9, 0.0))
+                    s, e = ls.lane_span[cl, 0], ls.lane_span[cl, 1]
+                    if s < e:
+                        j = order[s]
+                        gap = dist + veh.pos[j] - types.length[veh.vtype[j]]
+                        vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
+                        ej = types.emergency_decel[veh.vtype[j]]
+                        cap = min(cap, gap + max(0.0, veh.speed[j] - ej * dt) * dt)
+                        break
+                    if stop >= 0.0:
+                        break
+                    dist += lane_length[cl]
+            j = veh.coop[i]  # a vehicle this one holds back for (lanechange: lets it in)
+            if j >= 0 and veh.alive[j] and veh.pos[j] > p - length:
+                gap = veh.pos[j] - types.length[veh.vtype[j]] - p
+                if gap > 0.0:  # ahead: follow it as if it were on this lane
                     vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
-                    ej = types.emergency_decel[veh.vtype[j]]
-                    cap = min(cap, gap + max(0.0, veh.speed[j] - ej * dt) * dt)
-                    break
-                if stop >= 0.0:
-                    break
-                dist += lane_length[cl]
-        j = veh.coop[i]  # a vehicle this one holds back for (lanechange: lets it in)
-        if j >= 0 and veh.alive[j] and veh.pos[j] > p - length:
-            gap = veh.pos[j] - types.length[veh.vtype[j]] - p
-            if gap > 0.0:  # ahead: follow it as if it were on this lane
-                vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
-            else:  # side by side: fall back at the comfortable deceleration
-                vs = min(vs, max(v - b * dt, 0.0))
-        vn = max(vs, v - types.emergency_decel[ty] * dt)
-        vn = min(max(vn, 0.0), vmax if vmax > v else v)
-        if vn * dt > cap:
-            vn = max(cap, 0.0) / dt
-        speed_next[i] = vn
-        cap_out[i] = cap
-        veh.link_wait[i] = held
+                else:  # side by side: fall back at the comfortable deceleration
+                    vs = min(vs, max(v - b * dt, 0.0))
+            blk[B_SAFE, q], blk[B_EMERGENCY, q] = vs, types.emergency_decel[ty]
+            cap_out[i] = cap
+            veh.link_wait[i] = held
+        idm_speeds(m, dt, all4, blk)  # for the whole block at once
+        for q in range(m):
+            i = order[k0 + q]
+            vs = min(blk[B_SAFE, q], blk[B_FREE, q])
+            if blk[B_GAP, q] < np.inf:
+                vs = min(vs, blk[B_LEAD, q])
+            v, vmax, cap = blk[B_V, q], blk[B_VMAX, q], cap_out[i]
+            vn = max(vs, v - blk[B_EMERGENCY, q] * dt)
+            vn = min(max(vn, 0.0), vmax if vmax > v else v)
+            if vn * dt > cap:
+                vn = max(cap, 0.0) / dt
+            speed_next[i] = vn
 
 
 @njit_inline

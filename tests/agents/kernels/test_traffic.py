@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from citytwin.agents.kernels import idm
-from citytwin.agents.kernels.order import merge_inserted, sort_by_lane
+from citytwin.agents.kernels.order import merge_inserted, sort_by_lane, sort_changed
 from citytwin.agents.kernels.routes import find_conn
-from citytwin.agents.kernels.state import N_BUSY, new_lane_state
+from citytwin.agents.kernels.state import N_BUSY, N_CHANGED, new_lane_state
 from tests import naive
 
 DATA = Path(__file__).parents[2] / "data"
@@ -58,6 +58,91 @@ def test_sort_by_lane_matches_reference(n, n_lanes, seed, ticks):
         lane[moved] = rng.integers(0, n_lanes, int(moved.sum()))
         pos[:] = np.round(pos + rng.random(cap) * rng.choice([0.0, 0.3]), 1)
         alive[rng.random(cap) < 0.05] = 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 120), st.lists(st.integers(1, 4), min_size=1, max_size=8),
+       st.integers(0, 2**31 - 1))
+def test_sort_changed_orders_and_indexes_as_the_whole_sort(n, lanes_per_edge, seed):
+    """After a tick's lane changes (each vehicle stays on its edge; one change into a lane
+    at most; lanes filled and emptied; ties in position), sorting the changed edges again
+    gives the order, spans and busy lanes that sorting everything gives."""
+    rng = np.random.default_rng(seed)
+    first = np.cumsum([0, *lanes_per_edge]).astype(np.int32)
+    n_lanes = int(first[-1])
+    edge_num_lanes = np.array(lanes_per_edge, np.int32)
+    lane_edge = np.repeat(np.arange(len(lanes_per_edge)), lanes_per_edge).astype(np.int32)
+    alive = np.ones(n, np.uint8)
+    lane = rng.integers(0, n_lanes, n).astype(np.int32)
+    pos = np.round(rng.random(n) * 30, 0)  # whole metres: ties
+    order = rng.permutation(n).astype(np.int32)
+    ls, tmp = _lanes(n_lanes), np.empty(n, np.int32)
+    sort_by_lane(order, n, alive, lane, pos, tmp, ls)
+    changed = []
+    for i in rng.permutation(n)[:int(rng.integers(1, n + 1))]:
+        e = lane_edge[lane[i]]
+        targets = [t for t in range(first[e], first[e + 1]) if t != lane[i] and t not in changed]
+        if targets:
+            lane[i] = rng.choice(targets)
+            changed.append(int(lane[i]))
+    ls.changed[:len(changed)] = changed
+    ls.counts[N_CHANGED] = len(changed)
+    expect_ls, expect_order = _lanes(n_lanes), order.copy()
+    expect_ls.lane_span[:] = ls.lane_span
+    expect_ls.busy[:] = ls.busy
+    expect_ls.counts[:] = ls.counts
+    sort_by_lane(expect_order, n, alive, lane, pos, np.empty(n, np.int32), expect_ls)
+    assert sort_changed(order, lane, pos, tmp, ls, lane_edge, first[:-1].copy(),
+                        edge_num_lanes)
+    np.testing.assert_array_equal(order, expect_order)
+    nb = expect_ls.counts[N_BUSY]
+    assert ls.counts[N_BUSY] == nb
+    np.testing.assert_array_equal(ls.busy[:nb], expect_ls.busy[:nb])
+    np.testing.assert_array_equal(ls.lane_span, expect_ls.lane_span)
+
+
+def test_sort_changed_leaves_an_edge_of_more_than_64_lanes_to_the_whole_sort():
+    ls = _lanes(70)
+    lane = np.array([0, 1], np.int32)
+    order = np.array([0, 1], np.int32)
+    sort_by_lane(order, 2, np.ones(2, np.uint8), lane, np.zeros(2), np.empty(2, np.int32), ls)
+    lane[0] = 2
+    ls.changed[0] = 2
+    ls.counts[N_CHANGED] = 1
+    before = ls.lane_span.copy()
+    assert not sort_changed(order, lane, np.zeros(2), np.empty(2, np.int32), ls,
+                            np.zeros(70, np.int32), np.zeros(1, np.int32),
+                            np.array([70], np.int32))
+    np.testing.assert_array_equal(ls.lane_span, before)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 40), st.integers(0, 2**31 - 1), st.sampled_from([1.0, 0.5, 0.1, 0.25]),
+       st.booleans())
+def test_idm_speeds_of_a_block_are_the_scalar_ones_to_the_bit(m, seed, dt, all4):
+    """The block computation gives exactly the free-road and leader speeds the scalar
+    helpers give, with and without leaders, for the usual delta and others."""
+    rng = np.random.default_rng(seed)
+    w = np.zeros((idm.B_ROWS, idm.BLOCK))
+    w[idm.B_V, :m] = rng.random(m) * 20
+    w[idm.B_VMAX, :m] = rng.choice([0.0, 5.0, 13.89, 20.0], m) * rng.random(m)
+    w[idm.B_A, :m] = rng.uniform(0.5, 3.0, m)
+    w[idm.B_B, :m] = rng.uniform(2.0, 9.0, m)
+    w[idm.B_S0, :m] = rng.choice([0.0, 2.5], m)
+    w[idm.B_T, :m] = rng.uniform(0.5, 2.0, m)
+    w[idm.B_DELTA, :m] = 4.0 if all4 else rng.choice([4.0, 2.0, 3.5], m)
+    gap = rng.uniform(-2.0, 80.0, m)
+    gap[rng.random(m) < 0.3] = np.inf  # no leader
+    w[idm.B_GAP, :m] = gap
+    w[idm.B_VLEAD, :m] = np.where(np.isinf(gap), 0.0, rng.random(m) * 15)
+    idm.idm_speeds(m, dt, all4, w)
+    for k in range(m):
+        v, vmax, a, b, s0, T, dl = (w[r, k] for r in (idm.B_V, idm.B_VMAX, idm.B_A, idm.B_B,
+                                                     idm.B_S0, idm.B_T, idm.B_DELTA))
+        assert w[idm.B_FREE, k] == idm.idm_free_speed(v, vmax, a, dl, dt)
+        if np.isfinite(gap[k]):
+            assert w[idm.B_LEAD, k] == idm.idm_speed(v, vmax, gap[k], w[idm.B_VLEAD, k], a, b,
+                                                     s0, T, dl, dt)
 
 
 @settings(max_examples=100, deadline=None)
