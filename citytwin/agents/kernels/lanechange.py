@@ -168,11 +168,9 @@ def lane_change(order, n, veh, types, roads, ls, route_edges, t, tick, dt):
     conn_to_edge, conn_to_lane = roads.conn_to_edge, roads.conn_to_lane
     changes = 0
     ls.counts[N_CHANGED] = 0
-    any_ev = False
-    for k in range(n):
-        veh.coop[order[k]] = -1
-        if t_priority[vtype[order[k]]] > 0:
-            any_ev = True
+    any_ev = False  # (a city without emergency vehicle types skips their checks)
+    for ty in range(t_priority.shape[0]):
+        any_ev = any_ev or t_priority[ty] > 0
     for k in range(n):
         i = order[k]
         lane_i = veh.lane[i]

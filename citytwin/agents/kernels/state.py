@@ -29,7 +29,8 @@ class VehicleArrays(NamedTuple):
     stops: np.ndarray       # i4 number of times the vehicle came to a halt
     time_loss: np.ndarray   # f8 s
     lc_time: np.ndarray     # f8 sim time of the last lane change
-    coop: np.ndarray        # i4 vehicle this one holds back for (lets in, or falls behind)
+    coop: np.ndarray        # i4 vehicle this one holds back for this tick (-1: none; set by
+    #                         the lane changes, cleared by the car-following that obeys it)
     reach: np.ndarray       # f8 cached lane-change reach of (reach_lane, reach_at)
     reach_best: np.ndarray  # i4 cached lane to head for when the reach is short (-1: none)
     reach_left: np.ndarray  # f8 cached reach of the lane to the left (-2: no lane)

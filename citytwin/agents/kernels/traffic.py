@@ -358,6 +358,7 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                         break
                     dist += lane_length[cl]
             j = veh.coop[i]  # a vehicle this one holds back for (lanechange: lets it in)
+            veh.coop[i] = -1  # (for this tick only)
             if j >= 0 and veh.alive[j] and veh.pos[j] > p - length:
                 gap = veh.pos[j] - types.length[veh.vtype[j]] - p
                 if gap > 0.0:  # ahead: follow it as if it were on this lane
