@@ -99,7 +99,32 @@ B_ROWS = 16
 
 
 @njit_inline
-def idm_speeds(m: int, dt: float, all4: bool, w) -> None:
+def defer_speed(vs, q, v, vmax, gap, v_lead, a, b, s0, T, delta, dt, d, dq, nd):
+    """``(min(vs, idm_speed(...)), nd)`` for row ``q`` of a block, the IDM speed left to
+    :func:`idm_speeds` on the block ``d`` of deferred speeds: lists its inputs in column
+    ``nd`` of ``d`` (and ``q`` in ``dq[nd]``) and returns ``(vs, nd + 1)``; computes it now
+    when ``d`` is full."""
+    if nd == d.shape[1]:
+        return min(vs, idm_speed(v, vmax, gap, v_lead, a, b, s0, T, delta, dt)), nd
+    d[B_V, nd], d[B_VMAX, nd], d[B_A, nd], d[B_B, nd] = v, vmax, a, b
+    d[B_S0, nd], d[B_T, nd], d[B_DELTA, nd] = s0, T, delta
+    d[B_GAP, nd], d[B_VLEAD, nd] = gap, v_lead
+    dq[nd] = q
+    return vs, nd + 1
+
+
+@njit_inline
+def defer_stop(vs, q, v, vmax, gap, a, b, T, delta, dt, d, dq, nd):
+    """:func:`defer_speed` for :func:`stop_speed`: its bound ``gap / dt`` now, its IDM speed
+    later."""
+    if gap < 0.01:
+        return min(vs, 0.0), nd
+    return defer_speed(min(vs, gap / dt), q, v, vmax, gap, 0.0, a, b, 0.0, T, delta, dt, d,
+                       dq, nd)
+
+
+@njit_inline
+def idm_speeds(m: int, dt: float, all4: bool, w, free: bool = True) -> None:
     """:func:`idm_free_speed` and :func:`idm_speed` of ``m`` vehicles at once: the same
     arithmetic, value for value, with the sub-steps outside the loop over vehicles, so that
     the vehicles' independent chains run side by side in vector registers instead of one
@@ -107,8 +132,9 @@ def idm_speeds(m: int, dt: float, all4: bool, w) -> None:
 
     ``w`` is a block of :data:`B_ROWS` rows: each vehicle's speed, desired speed, IDM
     parameters, gap to and speed of its leader (an infinite gap without one) in the rows
-    ``B_V`` to ``B_VLEAD``; writes the free-road speeds to ``w[B_FREE]`` and the speeds behind
-    the leaders to ``w[B_LEAD]``. ``all4``: every vehicle's ``delta`` is 4.
+    ``B_V`` to ``B_VLEAD``; writes the free-road speeds to ``w[B_FREE]`` (unless not
+    ``free``) and the speeds behind the leaders to ``w[B_LEAD]``. ``all4``: every vehicle's
+    ``delta`` is 4.
     """
     n = idm_steps(dt)
     h = dt / n
@@ -124,11 +150,16 @@ def idm_speeds(m: int, dt: float, all4: bool, w) -> None:
         vl[k] = v[k]
         g[k] = gap[k]
     for _ in range(n):
-        if all4:
+        if free and all4:
             for k in range(m):
                 x = vf[k] * inv_v0[k]
                 x2 = x * x
                 vf[k] = max(0.0, vf[k] + ahf[k] * (1.0 - x2 * x2))
+        elif free:
+            for k in range(m):
+                vf[k] = max(0.0, vf[k] + ahf[k] * (1.0 - _pow(vf[k] * inv_v0[k], delta[k])))
+        if all4:
+            for k in range(m):
                 u, ul = vl[k], v_lead[k]
                 s = s0[k] + max(0.0, u * T[k] + u * (u - ul) * inv2[k])
                 r = s / max(g[k], NUMERICAL_EPS)
@@ -139,7 +170,6 @@ def idm_speeds(m: int, dt: float, all4: bool, w) -> None:
                 g[k] -= max(0.0, (u - ul) * h)
         else:
             for k in range(m):
-                vf[k] = max(0.0, vf[k] + ahf[k] * (1.0 - _pow(vf[k] * inv_v0[k], delta[k])))
                 u, ul = vl[k], v_lead[k]
                 s = s0[k] + max(0.0, u * T[k] + u * (u - ul) * inv2[k])
                 r = s / max(g[k], NUMERICAL_EPS)

@@ -13,7 +13,6 @@ import math
 import numpy as np
 
 from citytwin.agents.kernels._config import njit_inline
-from citytwin.agents.kernels.idm import idm_speed
 from citytwin.agents.kernels.routes import find_conn
 from citytwin.agents.roads import MINOR, RED, YELLOW
 
@@ -155,13 +154,11 @@ def wait_open(c, dist, v, halt, length, accel, max_speed, speed_factor, via_leng
 
 
 @njit_inline
-def minor_slowdown(v, vmax, dist, a, b, T, dl, dt):
-    """The most a vehicle ``dist`` m before a yielding link may drive while it cannot yet
-    see its foes (more than ``VISIBILITY`` m away, and able to stop): as if to stop there,
-    as SUMO's vehicles approach a minor link; inf once it sees them."""
-    if dist <= VISIBILITY or v * v >= 2.0 * b * dist:
-        return np.inf
-    return idm_speed(v, vmax, dist, 0.0, a, b, 0.0, T, dl, dt)
+def blind_to_foes(v, dist, b):
+    """Can a vehicle at ``v``, ``dist`` m before a yielding link, not see its foes yet (more
+    than ``VISIBILITY`` m away) and still stop there (at ``b``)? Then it drives as if to stop
+    there (the IDM without minimum gap), as SUMO's vehicles approach a minor link."""
+    return dist > VISIBILITY and v * v < 2.0 * b * dist
 
 
 @njit_inline

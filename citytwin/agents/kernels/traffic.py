@@ -28,18 +28,18 @@ from citytwin.agents.kernels.idm import (
     B_VLEAD,
     B_VMAX,
     BLOCK,
-    idm_speed,
+    defer_speed,
+    defer_stop,
     idm_speeds,
-    stop_speed,
 )
 from citytwin.agents.kernels.right_of_way import (
     CONFLICT_WINDOW,
     HALT_SPEED,
+    blind_to_foes,
     exit_free,
     foes_inside,
     link_open,
     look_ahead,
-    minor_slowdown,
     stops_for,
     wait_open,
 )
@@ -236,8 +236,11 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     for ty in range(types.delta.shape[0]):
         all4 = all4 and types.delta[ty] == 4.0
     blk = np.empty((B_ROWS + 2, BLOCK))
+    later = np.empty((B_ROWS, 2 * BLOCK))  # the block's other IDM speeds (defer_speed)
+    later_q = np.empty(2 * BLOCK, np.int64)
     for k0 in range(0, n, BLOCK):  # in blocks: the IDM speeds of a block are computed at once
         m = min(BLOCK, n - k0)
+        nd = 0
         for q in range(m):
             k = k0 + q
             i = order[k]
@@ -259,14 +262,16 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             if lane_i >= n_normal:
                 c = lane_i - n_normal
                 w = conn_wait[c]
-                if w >= 0.0 and p <= w and conn_state[c] != MAJOR:
-                    vs = min(vs, minor_slowdown(v, vmax, w - p, a, b, T, dl, dt))
+                if w >= 0.0 and p <= w and conn_state[c] != MAJOR and blind_to_foes(v, w - p, b):
+                    vs, nd = defer_speed(vs, q, v, vmax, w - p, 0.0, a, b, 0.0, T, dl, dt, later,
+                                         later_q, nd)
                 if w >= 0.0 and p <= w and conn_state[c] != MAJOR and not wait_open(
                         c, w - p, v, halt, length, a, v_type, sf, lane_length[lane_i],
                         lane_speed[lane_i], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
                         resp_ptr, resp, occ, min_back, occ_go, min_back_go, approach,
                         approach_wait):
-                    vs = min(vs, stop_speed(v, vmax, w - p - MINOR_STOP_GAP, a, b, T, dl, dt))
+                    vs, nd = defer_stop(vs, q, v, vmax, w - p - MINOR_STOP_GAP, a, b, T, dl, dt,
+                                        later, later_q, nd)
                     cap = max(w - p - 1e-9, 0.0)
                     waits = held = True
             if k + 1 < n and veh.lane[order[k + 1]] == lane_i:
@@ -280,8 +285,8 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                 if lane_i < n_normal and c >= 0 and veh.ridx[i] < veh.route_len[i] - 1:
                     dist = lane_length[lane_i] - p
                     if stops_for(conn_state[c], v, b, dist):
-                        vs = min(vs, stop_speed(v, vmax, dist - stop_gap(True, dist, v, b, dt), a,
-                                                b, T, dl, dt))
+                        vs, nd = defer_stop(vs, q, v, vmax, dist - stop_gap(True, dist, v, b, dt),
+                                            a, b, T, dl, dt, later, later_q, nd)
             elif not waits:
                 dist = lane_length[lane_i] - p
                 cl = lane_i
@@ -317,16 +322,19 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                                 occ_go, min_back_go, approach, approach_wait):
                             to_stop = dist - stop_gap(c >= 0 and conn_state[c] != MINOR, dist,
                                                       v, b, dt)
-                            vs = min(vs, stop_speed(v, vmax, to_stop, a, b, T, dl, dt))
+                            vs, nd = defer_stop(vs, q, v, vmax, to_stop, a, b, T, dl, dt, later,
+                                                later_q, nd)
                             cap = min(cap, max(dist - 1e-9, 0.0))
                             held = True
                             break
-                        if conn_state[c] == MINOR:
-                            vs = min(vs, minor_slowdown(v, vmax, dist, a, b, T, dl, dt))
+                        if conn_state[c] == MINOR and blind_to_foes(v, dist, b):
+                            vs, nd = defer_speed(vs, q, v, vmax, dist, 0.0, a, b, 0.0, T, dl, dt,
+                                                 later, later_q, nd)
                         cl = n_normal + c
                         w = conn_wait[c]
-                        if w >= 0.0 and conn_state[c] != MAJOR:
-                            vs = min(vs, minor_slowdown(v, vmax, dist + w, a, b, T, dl, dt))
+                        if w >= 0.0 and conn_state[c] != MAJOR and blind_to_foes(v, dist + w, b):
+                            vs, nd = defer_speed(vs, q, v, vmax, dist + w, 0.0, a, b, 0.0, T, dl,
+                                                 dt, later, later_q, nd)
                         if w >= 0.0 and conn_state[c] != MAJOR and not wait_open(
                                 c, dist + w, v, halt, length, a, v_type, sf, lane_length[via],
                                 lane_speed[via], w, foe_ptr, foe, foe_clear, foe_at, foe_yields,
@@ -344,13 +352,15 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
                         vs = min(vs, max(vn, np.sqrt(bdt * bdt + vn * vn + 2.0 * b * dist) - bdt))
                     if stop >= 0.0:
                         held = True
-                        vs = min(vs, stop_speed(v, vmax, stop - MINOR_STOP_GAP, a, b, T, dl, dt))
+                        vs, nd = defer_stop(vs, q, v, vmax, stop - MINOR_STOP_GAP, a, b, T, dl,
+                                            dt, later, later_q, nd)
                         cap = min(cap, max(stop - 1e-9, 0.0))
                     s, e = ls.lane_span[cl, 0], ls.lane_span[cl, 1]
                     if s < e:
                         j = order[s]
                         gap = dist + veh.pos[j] - types.length[veh.vtype[j]]
-                        vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
+                        vs, nd = defer_speed(vs, q, v, vmax, gap, veh.speed[j], a, b, s0, T, dl,
+                                             dt, later, later_q, nd)
                         ej = types.emergency_decel[veh.vtype[j]]
                         cap = min(cap, gap + max(0.0, veh.speed[j] - ej * dt) * dt)
                         break
@@ -362,13 +372,17 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
             if j >= 0 and veh.alive[j] and veh.pos[j] > p - length:
                 gap = veh.pos[j] - types.length[veh.vtype[j]] - p
                 if gap > 0.0:  # ahead: follow it as if it were on this lane
-                    vs = min(vs, idm_speed(v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt))
+                    vs, nd = defer_speed(vs, q, v, vmax, gap, veh.speed[j], a, b, s0, T, dl, dt,
+                                         later, later_q, nd)
                 else:  # side by side: fall back at the comfortable deceleration
                     vs = min(vs, max(v - b * dt, 0.0))
             blk[B_SAFE, q], blk[B_EMERGENCY, q] = vs, types.emergency_decel[ty]
             cap_out[i] = cap
             veh.link_wait[i] = held
         idm_speeds(m, dt, all4, blk)  # for the whole block at once
+        idm_speeds(nd, dt, all4, later, False)
+        for e in range(nd):
+            blk[B_SAFE, later_q[e]] = min(blk[B_SAFE, later_q[e]], later[B_LEAD, e])
         for q in range(m):
             i = order[k0 + q]
             vs = min(blk[B_SAFE, q], blk[B_FREE, q])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from citytwin.agents.kernels import idm
@@ -143,6 +143,33 @@ def test_idm_speeds_of_a_block_are_the_scalar_ones_to_the_bit(m, seed, dt, all4)
         if np.isfinite(gap[k]):
             assert w[idm.B_LEAD, k] == idm.idm_speed(v, vmax, gap[k], w[idm.B_VLEAD, k], a, b,
                                                      s0, T, dl, dt)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.floats(0, 30), st.floats(1, 30), st.floats(-1, 120), st.floats(0, 20),
+       st.sampled_from([0.0, 2.5]), st.floats(0, 40), st.sampled_from([1.0, 0.25, 0.1]),
+       st.booleans())
+@example(v=0.0, vmax=10.0, gap=0.02, v_lead=0.0, s0=0.0, vs=40.0, dt=0.1, full=False)
+def test_deferred_speeds_are_the_scalar_ones(v, vmax, gap, v_lead, s0, vs, dt, full):
+    """A speed left for later (defer_speed, defer_stop), computed with the block's others,
+    bounds the safe speed exactly as the scalar call would; a full block computes it at
+    once."""
+    a, b, T, dl = 2.6, 4.5, 1.0, 4.0
+    cols = 1 if full else 4
+    nd0 = cols if full else 2
+    for scalar, defer, args in (
+            (idm.idm_speed(v, vmax, gap, v_lead, a, b, s0, T, dl, dt), idm.defer_speed,
+             (v, vmax, gap, v_lead, a, b, s0, T, dl, dt)),
+            (idm.stop_speed(v, vmax, gap, a, b, T, dl, dt), idm.defer_stop,
+             (v, vmax, gap, a, b, T, dl, dt))):
+        d = np.ones((idm.B_ROWS, cols))  # (other columns: any valid inputs)
+        dq = np.zeros(cols, np.int64)
+        got, nd = defer(vs, 7, *args, d, dq, nd0)
+        if nd > nd0:  # listed in column nd0 for row 7
+            assert dq[nd0] == 7
+            idm.idm_speeds(nd, dt, True, d, False)
+            got = min(got, d[idm.B_LEAD, nd0])
+        assert got == min(vs, scalar)
 
 
 @settings(max_examples=100, deadline=None)
