@@ -75,6 +75,11 @@ warnings.filterwarnings("ignore", message=r"(?s).*The keyword argument 'parallel
 # whose idle workers spin; ``City._run_ticks`` therefore calls the tick kernel with one numba
 # thread.
 
+#: For kernels whose loops must run as vectors: numba's default error model checks every
+#: division for a zero divisor (to raise ZeroDivisionError), and a loop with such a check
+#: stays scalar. Only for kernels whose divisors are never zero; a call costs nanoseconds.
+njit_vector = numba.njit(error_model="numpy", **NJIT_FLAGS)  # type: ignore[call-overload]
+
 #: For small helpers called in hot loops: compiled into their callers (no call overhead).
 #:
 #: A helper called per vehicle takes the arrays and numbers it reads, never an array bundle

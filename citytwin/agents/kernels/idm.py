@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from citytwin.agents.kernels._config import njit_inline
+from citytwin.agents.kernels._config import njit_inline, njit_vector
 
 NUMERICAL_EPS = 0.001     # m, m/s; SUMO's floor for gaps and desired speeds in the IDM
 IDM_STEPPING = 0.25       # s; SUMO's default IDM ``stepping``: the sub-step of one speed update
@@ -123,7 +123,7 @@ def defer_stop(vs, q, v, vmax, gap, a, b, T, delta, dt, d, dq, nd):
                        dq, nd)
 
 
-@njit_inline
+@njit_vector
 def idm_speeds(m: int, dt: float, all4: bool, w, free: bool = True) -> None:
     """:func:`idm_free_speed` and :func:`idm_speed` of ``m`` vehicles at once: the same
     arithmetic, value for value, with the sub-steps outside the loop over vehicles, so that
@@ -134,7 +134,8 @@ def idm_speeds(m: int, dt: float, all4: bool, w, free: bool = True) -> None:
     parameters, gap to and speed of its leader (an infinite gap without one) in the rows
     ``B_V`` to ``B_VLEAD``; writes the free-road speeds to ``w[B_FREE]`` (unless not
     ``free``) and the speeds behind the leaders to ``w[B_LEAD]``. ``all4``: every vehicle's
-    ``delta`` is 4.
+    ``delta`` is 4. (No divisor here is zero: accelerations and decelerations are positive,
+    desired speeds and gaps floored.)
     """
     n = idm_steps(dt)
     h = dt / n
