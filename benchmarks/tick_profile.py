@@ -1,25 +1,36 @@
-"""Where a tick's time goes: each phase of ``run_ticks`` timed on its own, on a busy grid.
+"""Where a tick's time goes: each phase of ``run_ticks`` timed inside one compiled kernel.
 
-Builds the network and routes exactly as ``compare_sumo.py`` does (netgenerate grid, random
-fringe trips routed once), runs citytwin until ``--warm`` sim seconds, then steps ``--ticks``
-ticks calling the phases of one tick (signals, sort, lane changes, prepass, insertion,
-follow, move, fold) one by one from Python and times each; then the same number of ticks
-through the fused chunk kernel, for the whole. Prints milliseconds per tick and nanoseconds
-per running vehicle.
+Builds the network and routes exactly as ``compare_sumo.py`` does (netgenerate grid or a
+given SUMO network, random trips routed once), runs citytwin until ``--warm`` sim seconds,
+then runs ``--ticks`` ticks through a copy of the tick kernel that reads the CPU's cycle
+counter between its phases (signals and staged controllers, sort, lane changes, the sort of
+the edges changed on, prepass, insertion, car-following, movement with the emergency
+vehicles' bookkeeping, the rest). Timing the phases from Python instead would add a call,
+some 20 us, to each. Prints microseconds per tick and nanoseconds per running vehicle.
 
-    python benchmarks/tick_profile.py --grid 30 --vph 30000 --warm 900 --ticks 200
+    python benchmarks/tick_profile.py --grid 10 --vph 24000 --duration 900 --all-edges \\
+        --warm 60 --ticks 1500
+
+The copy must follow ``citytwin.agents.kernels.tick.run_ticks``; the check at the end (same
+vehicle updates and arrivals as the city's own kernel from the same state) tells if not.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections import defaultdict
 from pathlib import Path
 
+import numba
+import numpy as np
 from compare_sumo import HERE, build_grid, write_routes
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from citytwin.agents.kernels import tick as tk
+from citytwin.agents.kernels._config import njit_pipelined
+from citytwin.agents.kernels.control import control_step
+from citytwin.agents.kernels.emergency import emergency_step
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
 from citytwin.agents.kernels.order import merge_inserted, sort_by_lane, sort_changed
@@ -30,74 +41,133 @@ from citytwin.model.config import SimConfig
 from citytwin.model.sumo_net import read_sumo_net
 from citytwin.model.sumo_routes import read_sumo_routes
 
+PHASES = ("signals", "sort", "lane change", "sort changed", "prepass", "insertion",
+          "follow", "move", "rest")
+N_PHASES = len(PHASES)
 
-def one_tick(city: City, times: dict[str, float]) -> None:
-    """One tick of ``run_ticks``, phase by phase, adding each phase's seconds to ``times``."""
-    cfg, fl_, sig, det = city.config, city.fleet, city.signals.arrays, city.detectors.arrays
-    veh, types, roads, ls = fl_.veh, fl_.types, city.roads, city.lanes
-    trips, route_edges, fl, met = fl_.trips, fl_.route_edges, fl_.arrays, city.metrics.arrays
+
+@intrinsic
+def _cycles(typingctx):
+    """The CPU's cycle counter (``llvm.readcyclecounter``: rdtsc on x86)."""
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = builder.module.globals.get("llvm.readcyclecounter") or ir.Function(
+            builder.module, fnty, name="llvm.readcyclecounter")
+        return builder.call(fn, [])
+    return numba.types.int64(), codegen
+
+
+@numba.njit
+def cycles_now():
+    return _cycles()
+
+
+@njit_pipelined
+def profiled_ticks(n_ticks, tick0, dt, ttt, max_gap, sig, det, veh, types, roads, ls, trips,
+                   route_edges, fl, met, ctl, em, cyc):
+    """``run_ticks`` (without its stop-when-done test), adding each phase's cycles to
+    ``cyc[:N_PHASES]`` and the vehicles stepped to ``cyc[N_PHASES]``. Returns the ticks run
+    (fewer when the fleet needs more slots)."""
     c = fl.counts
-    tick, dt = city.tick, cfg.dt
-    t = tick * dt
-    due_end = int(c[tk.NEXT_TRIP])
-    while due_end < trips.depart.shape[0] and trips.depart[due_end] <= t + 1e-9:
-        due_end += 1
-    if c[tk.N_BACKLOG] + due_end - c[tk.NEXT_TRIP] > c[tk.N_FREE]:
-        fl_.make_room(city.sim_time)
-        return one_tick(city, times)
+    n_trips = trips.depart.shape[0]
+    for done in range(n_ticks):
+        tick = tick0 + done
+        t = tick * dt
+        due_end = c[tk.NEXT_TRIP]
+        while due_end < n_trips and trips.depart[due_end] <= t + 1e-9:
+            due_end += 1
+        if c[tk.N_BACKLOG] + due_end - c[tk.NEXT_TRIP] > c[tk.N_FREE]:
+            return done
+        t0 = _cycles()
+        if ctl.params[0] > 0.0:
+            control_step(t, dt, ctl, em, sig.state_codes, sig.external, det.last_on, veh,
+                         types, roads, route_edges, trips, fl.order, c[tk.N_ORDER])
+        signals_step(t, dt, max_gap, sig.cur, sig.elapsed, sig.kind, sig.phase_ptr, sig.ph_dur,
+                     sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr, sig.state_codes,
+                     sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls, roads.conn_link,
+                     roads.tls_conns, ls.conn_state, sig.switched)
+        t1 = _cycles()
+        n = sort_by_lane(fl.order, c[tk.N_ORDER], veh.alive, veh.lane, veh.pos, fl.tmp, ls)
+        t2 = _cycles()
+        t3 = t2
+        changes = 0
+        if n:
+            changes = lane_change(fl.order, n, veh, types, roads, ls, route_edges, t, tick, dt)
+            t3 = _cycles()
+            if changes and not sort_changed(fl.order, veh.lane, veh.pos, fl.tmp, ls,
+                                            roads.lane_edge, roads.edge_first_lane,
+                                            roads.edge_num_lanes):
+                n = sort_by_lane(fl.order, n, veh.alive, veh.lane, veh.pos, fl.tmp, ls)
+        t4 = _cycles()
+        prepass(fl.order, n, veh, types, roads, ls, route_edges, dt)
+        t5 = _cycles()
+        nb = c[tk.N_BACKLOG]
+        for tr in range(c[tk.NEXT_TRIP], due_end):
+            if trips.route_len[tr] > 0:
+                fl.backlog[nb] = tr
+                nb += 1
+        c[tk.NEXT_TRIP] = due_end
+        n_sorted = n
+        nb, n_free, n, n_ins = insert(fl.backlog, nb, trips, veh, types, roads, ls, route_edges,
+                                      fl.free_slots, c[tk.N_FREE], fl.order, n, t, tick,
+                                      fl.inserted)
+        c[tk.N_ALIVE] += n_ins
+        if n_ins:
+            merge_inserted(fl.order, n_sorted, n_ins, veh.lane, fl.tmp, ls)
+        t6 = _cycles()
+        n_on = c[tk.N_ALIVE]
+        follow(fl.order, n, veh, types, roads, ls, route_edges, dt, veh.speed_next, veh.cap)
+        t7 = _cycles()
+        n_out = move(fl.order, n, veh, types, roads, ls, route_edges, trips, det, t, dt, ttt,
+                     met.junction_wait, met.junction_queue, met.junction_passed,
+                     met.edge_speed_sum, met.edge_count, fl.arrived, met.tick_stats)
+        if em.ev_slot.shape[0]:
+            emergency_step(em, veh, types, roads, ls, fl.inserted, n_ins, fl.arrived, n_out)
+        t8 = _cycles()
+        for q in range(n_out):
+            fl.free_slots[n_free + q] = fl.arrived[n_out - 1 - q]
+        n_free += n_out
+        c[tk.N_ALIVE] -= n_out
+        c[tk.N_ORDER], c[tk.N_FREE], c[tk.N_BACKLOG] = n, n_free, nb
+        c[tk.LAST_INSERTED], c[tk.LAST_OUT] = n_ins, n_out
+        tk._fold(met, n_on, n_ins, changes)
+        t9 = _cycles()
+        cyc[0] += t1 - t0
+        cyc[1] += t2 - t1
+        cyc[2] += t3 - t2
+        cyc[3] += t4 - t3
+        cyc[4] += t5 - t4
+        cyc[5] += t6 - t5
+        cyc[6] += t7 - t6
+        cyc[7] += t8 - t7
+        cyc[8] += t9 - t8
+        cyc[N_PHASES] += n_on
+    return n_ticks
 
-    def timed(name, fn, *args):
-        t0 = time.perf_counter()
-        out = fn(*args)
-        times[name] += time.perf_counter() - t0
-        return out
 
-    timed("signals", signals_step, t, dt, cfg.max_gap, sig.cur, sig.elapsed, sig.kind,
-          sig.phase_ptr, sig.ph_dur, sig.ph_min, sig.ph_max, sig.ph_green, sig.ph_state_ptr,
-          sig.state_codes, sig.ph_det_ptr, sig.ph_det, det.last_on, roads.conn_tls,
-          roads.conn_link, roads.tls_conns, ls.conn_state, sig.switched)
-    n = timed("sort", sort_by_lane, fl.order, c[tk.N_ORDER], veh.alive, veh.lane, veh.pos,
-              fl.tmp, ls)
-    changes = 0
-    if n:
-        changes = timed("lane change", lane_change, fl.order, n, veh, types, roads, ls,
-                        route_edges, t, tick, dt)
-        if changes and not timed("sort changed", sort_changed, fl.order, veh.lane, veh.pos,
-                                 fl.tmp, ls, roads.lane_edge, roads.edge_first_lane,
-                                 roads.edge_num_lanes):
-            n = timed("sort changed", sort_by_lane, fl.order, n, veh.alive, veh.lane, veh.pos,
-                      fl.tmp, ls)
-    timed("prepass", prepass, fl.order, n, veh, types, roads, ls, route_edges, dt)
-    nb = int(c[tk.N_BACKLOG])
-    for tr in range(int(c[tk.NEXT_TRIP]), due_end):
-        if trips.route_len[tr] > 0:
-            fl.backlog[nb] = tr
-            nb += 1
-    c[tk.NEXT_TRIP] = due_end
-    n_sorted = n
-    nb, n_free, n, n_ins = timed("insertion", insert, fl.backlog, nb, trips, veh, types, roads,
-                                 ls, route_edges, fl.free_slots, c[tk.N_FREE], fl.order, n, t,
-                                 tick, fl.inserted)
-    c[tk.N_ALIVE] += n_ins
-    if n_ins:
-        timed("insertion", merge_inserted, fl.order, n_sorted, n_ins, veh.lane, fl.tmp, ls)
-    n_on = int(c[tk.N_ALIVE])
-    timed("follow", follow, fl.order, n, veh, types, roads, ls, route_edges, dt, veh.speed_next,
-          veh.cap)
-    n_out = timed("move", move, fl.order, n, veh, types, roads, ls, route_edges, trips, det, t,
-                  dt, cfg.time_to_teleport, met.junction_wait, met.junction_queue,
-                  met.junction_passed, met.edge_speed_sum, met.edge_count, fl.arrived,
-                  met.tick_stats)
-    for q in range(n_out):
-        fl.free_slots[n_free + q] = fl.arrived[n_out - 1 - q]
-    n_free += n_out
-    c[tk.N_ALIVE] -= n_out
-    c[tk.N_ORDER], c[tk.N_FREE], c[tk.N_BACKLOG] = n, n_free, nb
-    c[tk.LAST_INSERTED], c[tk.LAST_OUT] = n_ins, n_out
-    timed("fold", tk._fold, met, n_on, n_ins, changes)
-    times["vehicles"] += n_on
-    city.tick += 1
-    city.sim_time = city.tick * dt
+def _run(city: City, ticks: int, profiled: bool, cyc: np.ndarray) -> None:
+    fleet, cfg = city.fleet, city.config
+    done_all = 0
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)  # as City._run_ticks
+    try:
+        while done_all < ticks:
+            n = min(100, ticks - done_all)
+            if profiled:
+                done = profiled_ticks(
+                    n, city.tick, cfg.dt, cfg.time_to_teleport, cfg.max_gap,
+                    city.signals.arrays, city.detectors.arrays, fleet.veh, fleet.types,
+                    city.roads, city.lanes, fleet.trips, fleet.route_edges, fleet.arrays,
+                    city.metrics.arrays, city.control.arrays, city.emergency, cyc)
+            else:
+                done, _ = city._run_ticks(n, stop_when_done=False)
+            city.tick += done
+            city.sim_time = city.tick * cfg.dt
+            done_all += done
+            if done < n:
+                fleet.make_room(city.sim_time)
+    finally:
+        numba.set_num_threads(threads)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,31 +187,37 @@ def main(argv: list[str] | None = None) -> int:
     net_path = a.net if a.net else build_grid(a.grid, 2, 200.0, a.out)
     rou = write_routes(net_path, a.vph, a.duration, a.seed, a.out, fringe_only=not a.all_edges)
     net = read_sumo_net(net_path)
-    city = City(net, read_sumo_routes(rou, net), rng=1,
-                config=SimConfig(mesa_agents=False, summary_interval=1e9))
-    city.run_for(a.warm)
-    times: dict[str, float] = defaultdict(float)
-    for _ in range(3):  # compiles the phases as called from Python
-        one_tick(city, times)
-    times.clear()
-    for _ in range(a.ticks):
-        one_tick(city, times)
-    running = times.pop("vehicles") / a.ticks
-    k0 = city.kpis()
-    city.run_for(a.ticks * city.config.dt)
-    k1 = city.kpis()
-    fused = (k1["step_wall_seconds"] - k0["step_wall_seconds"]) / a.ticks
-    fused_n = (k1["vehicle_updates"] - k0["vehicle_updates"]) / a.ticks
-    print(f"{net_path.name}, {a.vph:g} veh/h, after {a.warm:g} s: {running:.0f} vehicles "
-          f"running, {a.ticks} ticks")
-    print(f"{'phase':<14}{'ms/tick':>10}{'ns/vehicle':>12}")
-    for name, sec in sorted(times.items(), key=lambda kv: -kv[1]):
-        print(f"{name:<14}{sec / a.ticks * 1e3:>10.3f}{sec / a.ticks / running * 1e9:>12.1f}")
-    total = sum(times.values()) / a.ticks
-    print(f"{'sum':<14}{total * 1e3:>10.3f}{total / running * 1e9:>12.1f}")
-    print(f"{'fused kernel':<14}{fused * 1e3:>10.3f}{fused / fused_n * 1e9:>12.1f}   "
-          f"({fused_n:.0f} vehicles, {fused_n / fused:,.0f} updates/s)")
-    return 0
+
+    def city_at_warm() -> City:
+        city = City(net, read_sumo_routes(rou, net), rng=1,
+                    config=SimConfig(mesa_agents=False, summary_interval=1e9))
+        city.run_for(a.warm)
+        return city
+
+    cyc = np.zeros(N_PHASES + 1, np.int64)
+    profiled, plain = city_at_warm(), city_at_warm()
+    _run(profiled, 0, True, cyc)  # compiles the profiled copy
+    c0 = cycles_now()
+    w0 = time.perf_counter()
+    time.sleep(0.2)
+    ns_per_cycle = (time.perf_counter() - w0) / (cycles_now() - c0) * 1e9
+    _run(profiled, a.ticks, True, cyc)
+    _run(plain, a.ticks, False, cyc)
+    same = all(profiled.kpis()[k] == plain.kpis()[k]
+               for k in ("vehicle_updates", "vehicles_arrived", "lane_changes", "mean_time_loss_s"))
+    vehicles = cyc[N_PHASES]
+    print(f"{net_path.name}, {a.vph:g} veh/h, ticks {a.warm:g} s to {a.warm + a.ticks:g} s: "
+          f"{vehicles / a.ticks:.0f} vehicles running on average")
+    print(f"{'phase':<14}{'us/tick':>10}{'ns/vehicle':>12}")
+    for k, name in enumerate(PHASES):
+        ns = cyc[k] * ns_per_cycle
+        print(f"{name:<14}{ns / a.ticks / 1e3:>10.1f}{ns / vehicles:>12.1f}")
+    total = cyc[:N_PHASES].sum() * ns_per_cycle
+    print(f"{'total':<14}{total / a.ticks / 1e3:>10.1f}{total / vehicles:>12.1f}   "
+          f"({vehicles / total * 1e3:.2f} M updates/s)")
+    print("the profiled copy stepped as the city's kernel does" if same else
+          "WARNING: the profiled copy does not follow run_ticks (different results)")
+    return 0 if same else 1
 
 
 if __name__ == "__main__":

@@ -89,7 +89,8 @@ def stop_speed(v: float, v0: float, gap: float, a: float, b: float, T: float, de
     return min(idm_speed(v, v0, gap, 0.0, a, b, 0.0, T, delta, dt), gap / dt)
 
 
-#: Vehicles whose free-road and leader speeds :func:`idm_speeds` computes together.
+#: Vehicles the car-following kernel takes per block: their IDM speeds are computed together
+#: (:func:`idm_speeds`).
 BLOCK = 256
 
 # Rows of the scratch block :func:`idm_speeds` reads and writes.
@@ -125,12 +126,13 @@ def defer_stop(vs, q, v, vmax, gap, a, b, T, delta, dt, d, dq, nd):
 
 @njit_vector
 def idm_speeds(m: int, dt: float, all4: bool, w, free: bool = True) -> None:
-    """:func:`idm_free_speed` and :func:`idm_speed` of ``m`` vehicles at once: the same
-    arithmetic, value for value, with the sub-steps outside the loop over vehicles, so that
-    the vehicles' independent chains run side by side in vector registers instead of one
-    vehicle's sub-steps waiting on each other.
+    """:func:`idm_free_speed` and :func:`idm_speed` of the first ``m`` columns of a block
+    (vehicles, or speeds deferred by :func:`defer_speed`) at once: the same arithmetic, value
+    for value, with the sub-steps outside the loop over the columns, so that their independent
+    chains run side by side in vector registers instead of one vehicle's sub-steps waiting on
+    each other.
 
-    ``w`` is a block of :data:`B_ROWS` rows: each vehicle's speed, desired speed, IDM
+    ``w`` is a block of :data:`B_ROWS` rows: each column's speed, desired speed, IDM
     parameters, gap to and speed of its leader (an infinite gap without one) in the rows
     ``B_V`` to ``B_VLEAD``; writes the free-road speeds to ``w[B_FREE]`` (unless not
     ``free``) and the speeds behind the leaders to ``w[B_LEAD]``. ``all4``: every vehicle's

@@ -222,6 +222,11 @@ def follow(order, n, veh, types, roads, ls, route_edges, dt, speed_next, cap_out
     vehicle may drive this tick without reaching a stopped obstacle or a leader at its
     emergency deceleration). Every vehicle reads the tick's state and writes only its own
     row.
+
+    It works through ``order`` in blocks of :data:`~citytwin.agents.kernels.idm.BLOCK`
+    vehicles: each vehicle's limits are found first, the IDM speeds among them (free road,
+    behind the leader, before a stop) listed, then computed for the whole block at once
+    (:func:`~citytwin.agents.kernels.idm.idm_speeds`), and the least limit taken.
     """
     n_normal = roads.n_normal
     lane_speed, lane_length, conn_wait = roads.lane_speed, roads.lane_length, roads.conn_wait
