@@ -3,9 +3,9 @@
 :func:`run_ticks` runs, per tick: signals, sort, lane changes (and the sort of the edges
 they happened on), prepass, departures and insertion, car-following and movement, the return
 of arrived slots to the free list and the folding of the tick's statistics into the run's
-accumulators. Python calls it once per chunk
-of ticks (up to the next summary interval, reroute or caller boundary), so the stepping loop
-pays no interpreter cost per tick; ``City.step`` calls it for a single tick.
+accumulators. Python calls it once per chunk of ticks (up to the next summary interval,
+reroute or caller boundary), so the stepping loop pays no interpreter cost per tick;
+``City.step`` calls it for a single tick.
 """
 
 from __future__ import annotations
