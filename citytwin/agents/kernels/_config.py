@@ -57,9 +57,10 @@ njit = numba.njit(**NJIT_FLAGS)  # type: ignore[call-overload]
 #: its IR passes (copy propagation above all) drop most of the reference counting numba
 #: otherwise emits around every array handed to an inlined helper. For the kernels whose hot
 #: loops call such helpers: the car-following and lane-change kernels ran 2-4x faster with
-#: it and the move kernel 1.2x, with the same bytes out (the prepass ran slower, so it and
-#: the kernels without such helpers keep :data:`njit`). The tick kernel, which hands the
-#: array bundles to every other kernel each tick, too: 1.1-1.3x on whole runs.
+#: it and the move kernel 1.2x, with the same bytes out; the prepass, slower with it when
+#: first tried, 1.3-1.5x since (benchmarks/RESULTS.md, 2026-12-04). The kernels without such
+#: helpers keep :data:`njit`. The tick kernel, which hands the array bundles to every other
+#: kernel each tick, too: 1.1-1.3x on whole runs.
 _PIPELINE = {"comprehension": False, "prange": False, "setitem": False, "numpy": False,
              "stencil": False, "fusion": False, "reduction": False, "inplace_binop": False}
 njit_pipelined = numba.njit(parallel=_PIPELINE, **NJIT_FLAGS)  # type: ignore[call-overload]

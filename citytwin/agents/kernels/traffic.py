@@ -108,7 +108,7 @@ def _room(lane_i, s, e, order, speed, pos, vtype, link_wait, length, min_gap, la
     room_out[lane_i] = room if room >= 0.0 else lane_length[lane_i] - total
 
 
-@njit
+@njit_pipelined
 def prepass(order, n, veh, types, roads, ls, route_edges, dt):
     """Per-lane tails, junction occupancy, reserved space and approach times for this tick.
 
