@@ -31,11 +31,12 @@ from citytwin.agents.kernels import tick as tk
 from citytwin.agents.kernels._config import njit_pipelined
 from citytwin.agents.kernels.control import control_step
 from citytwin.agents.kernels.emergency import emergency_step
+from citytwin.agents.kernels.following import follow
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
 from citytwin.agents.kernels.order import merge_inserted, sort_by_lane, sort_changed
 from citytwin.agents.kernels.signals import signals_step
-from citytwin.agents.kernels.traffic import follow, move, prepass
+from citytwin.agents.kernels.traffic import move, prepass
 from citytwin.model.city import City
 from citytwin.model.config import SimConfig
 from citytwin.model.sumo_net import read_sumo_net

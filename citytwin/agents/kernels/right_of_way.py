@@ -1,8 +1,8 @@
 """Kernels: right of way at junctions (foes inside, links to yield to, gap acceptance, room
 to leave the junction, slowing for yielding links).
 
-Small helpers, compiled into the car-following and move kernels
-(:mod:`citytwin.agents.kernels.traffic`); like every helper called per vehicle they take the
+Small helpers, compiled into the car-following, prepass and move kernels
+(:mod:`citytwin.agents.kernels.following`, :mod:`citytwin.agents.kernels.traffic`); like every helper called per vehicle they take the
 arrays they read, not the bundles (see :mod:`citytwin.agents.kernels._config`).
 """
 

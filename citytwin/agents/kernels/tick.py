@@ -17,6 +17,7 @@ import numpy as np
 from citytwin.agents.kernels._config import njit, njit_pipelined
 from citytwin.agents.kernels.control import control_step
 from citytwin.agents.kernels.emergency import emergency_step
+from citytwin.agents.kernels.following import follow
 from citytwin.agents.kernels.insertion import insert
 from citytwin.agents.kernels.lanechange import lane_change
 from citytwin.agents.kernels.order import merge_inserted, sort_by_lane, sort_changed
@@ -30,7 +31,6 @@ from citytwin.agents.kernels.traffic import (
     S_OUT,
     S_SPEED,
     S_TELEPORTS,
-    follow,
     move,
     prepass,
 )
